@@ -1,0 +1,280 @@
+"""``Client`` and ``AsyncClient``: httpx clients whose transport is the mesh.
+
+They take every httpx keyword plus ``services=`` and ``policy=``, and every request
+method takes a per-call ``policy=``. The connection settings (``limits``, ``verify``,
+``cert``, ``http1``/``http2``, ``trust_env``, ``proxy``) go to the mesh transport, which
+builds its endpoint pools with them.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, TypedDict, Unpack
+
+import httpx
+from httpx._types import (
+    AuthTypes,
+    CookieTypes,
+    HeaderTypes,
+    QueryParamTypes,
+    RequestContent,
+    RequestData,
+    RequestExtensions,
+    RequestFiles,
+    TimeoutTypes,
+)
+
+from ._policy import POLICY_EXTENSION, Policy
+from ._service import Service
+from ._transport import DEFAULT_LIMITS, AsyncMeshTransport, MeshTransport
+
+__all__ = ["AsyncClient", "Client"]
+
+ServicesArg = Mapping[str, Service | list[str] | tuple[str, ...]] | None
+
+
+class _Options(TypedDict, total=False):
+    params: QueryParamTypes | None
+    headers: HeaderTypes | None
+    cookies: CookieTypes | None
+    auth: AuthTypes | httpx._client.UseClientDefault | None
+    follow_redirects: bool | httpx._client.UseClientDefault
+    timeout: TimeoutTypes | httpx._client.UseClientDefault
+    extensions: RequestExtensions | None
+
+
+class _BodyOptions(_Options, total=False):
+    content: RequestContent | None
+    data: RequestData | None
+    files: RequestFiles | None
+    json: Any | None
+
+
+def _extensions(extensions: RequestExtensions | None, policy: Policy | None) -> RequestExtensions:
+    if policy is None:
+        return extensions or {}
+    return {**(extensions or {}), POLICY_EXTENSION: policy}
+
+
+def _reject_transport(kwargs: dict[str, Any]) -> None:
+    if "transport" in kwargs:
+        raise TypeError(
+            "Client(transport=...) would bypass the mesh; to use your own httpx client, mount "
+            "a meshclient.MeshTransport instead"
+        )
+
+
+class Client(httpx.Client):
+    """An ``httpx.Client`` that sends requests for logical services through the mesh."""
+
+    def __init__(
+        self,
+        *,
+        services: ServicesArg = None,
+        policy: Policy | None = None,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        proxy: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        _reject_transport(kwargs)
+        self._mesh_transport = MeshTransport(
+            services,
+            policy=policy,
+            verify=verify,
+            cert=cert,
+            trust_env=trust_env,
+            http1=http1,
+            http2=http2,
+            limits=limits,
+            proxy=proxy,
+        )
+        super().__init__(trust_env=trust_env, transport=self._mesh_transport, **kwargs)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Live state: services → endpoints with load and latency estimate; budgets."""
+        return self._mesh_transport.snapshot()
+
+    def request(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        policy: Policy | None = None,
+        **kwargs: Unpack[_BodyOptions],
+    ) -> httpx.Response:
+        kwargs["extensions"] = _extensions(kwargs.get("extensions"), policy)
+        return super().request(method, url, **kwargs)
+
+    @contextmanager
+    def stream(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        policy: Policy | None = None,
+        **kwargs: Unpack[_BodyOptions],
+    ) -> Iterator[httpx.Response]:
+        kwargs["extensions"] = _extensions(kwargs.get("extensions"), policy)
+        with super().stream(method, url, **kwargs) as response:
+            yield response
+
+    def get(
+        self, url: httpx.URL | str, *, policy: Policy | None = None, **kwargs: Unpack[_Options]
+    ) -> httpx.Response:
+        return self.request("GET", url, policy=policy, **kwargs)
+
+    def head(
+        self, url: httpx.URL | str, *, policy: Policy | None = None, **kwargs: Unpack[_Options]
+    ) -> httpx.Response:
+        return self.request("HEAD", url, policy=policy, **kwargs)
+
+    def options(
+        self, url: httpx.URL | str, *, policy: Policy | None = None, **kwargs: Unpack[_Options]
+    ) -> httpx.Response:
+        return self.request("OPTIONS", url, policy=policy, **kwargs)
+
+    def delete(
+        self, url: httpx.URL | str, *, policy: Policy | None = None, **kwargs: Unpack[_Options]
+    ) -> httpx.Response:
+        return self.request("DELETE", url, policy=policy, **kwargs)
+
+    def post(
+        self,
+        url: httpx.URL | str,
+        *,
+        policy: Policy | None = None,
+        **kwargs: Unpack[_BodyOptions],
+    ) -> httpx.Response:
+        return self.request("POST", url, policy=policy, **kwargs)
+
+    def put(
+        self,
+        url: httpx.URL | str,
+        *,
+        policy: Policy | None = None,
+        **kwargs: Unpack[_BodyOptions],
+    ) -> httpx.Response:
+        return self.request("PUT", url, policy=policy, **kwargs)
+
+    def patch(
+        self,
+        url: httpx.URL | str,
+        *,
+        policy: Policy | None = None,
+        **kwargs: Unpack[_BodyOptions],
+    ) -> httpx.Response:
+        return self.request("PATCH", url, policy=policy, **kwargs)
+
+
+class AsyncClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` that sends requests for logical services through the mesh."""
+
+    def __init__(
+        self,
+        *,
+        services: ServicesArg = None,
+        policy: Policy | None = None,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        proxy: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        _reject_transport(kwargs)
+        self._mesh_transport = AsyncMeshTransport(
+            services,
+            policy=policy,
+            verify=verify,
+            cert=cert,
+            trust_env=trust_env,
+            http1=http1,
+            http2=http2,
+            limits=limits,
+            proxy=proxy,
+        )
+        super().__init__(trust_env=trust_env, transport=self._mesh_transport, **kwargs)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Live state: services → endpoints with load and latency estimate; budgets."""
+        return self._mesh_transport.snapshot()
+
+    async def request(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        policy: Policy | None = None,
+        **kwargs: Unpack[_BodyOptions],
+    ) -> httpx.Response:
+        kwargs["extensions"] = _extensions(kwargs.get("extensions"), policy)
+        return await super().request(method, url, **kwargs)
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        policy: Policy | None = None,
+        **kwargs: Unpack[_BodyOptions],
+    ) -> AsyncIterator[httpx.Response]:
+        kwargs["extensions"] = _extensions(kwargs.get("extensions"), policy)
+        async with super().stream(method, url, **kwargs) as response:
+            yield response
+
+    async def get(
+        self, url: httpx.URL | str, *, policy: Policy | None = None, **kwargs: Unpack[_Options]
+    ) -> httpx.Response:
+        return await self.request("GET", url, policy=policy, **kwargs)
+
+    async def head(
+        self, url: httpx.URL | str, *, policy: Policy | None = None, **kwargs: Unpack[_Options]
+    ) -> httpx.Response:
+        return await self.request("HEAD", url, policy=policy, **kwargs)
+
+    async def options(
+        self, url: httpx.URL | str, *, policy: Policy | None = None, **kwargs: Unpack[_Options]
+    ) -> httpx.Response:
+        return await self.request("OPTIONS", url, policy=policy, **kwargs)
+
+    async def delete(
+        self, url: httpx.URL | str, *, policy: Policy | None = None, **kwargs: Unpack[_Options]
+    ) -> httpx.Response:
+        return await self.request("DELETE", url, policy=policy, **kwargs)
+
+    async def post(
+        self,
+        url: httpx.URL | str,
+        *,
+        policy: Policy | None = None,
+        **kwargs: Unpack[_BodyOptions],
+    ) -> httpx.Response:
+        return await self.request("POST", url, policy=policy, **kwargs)
+
+    async def put(
+        self,
+        url: httpx.URL | str,
+        *,
+        policy: Policy | None = None,
+        **kwargs: Unpack[_BodyOptions],
+    ) -> httpx.Response:
+        return await self.request("PUT", url, policy=policy, **kwargs)
+
+    async def patch(
+        self,
+        url: httpx.URL | str,
+        *,
+        policy: Policy | None = None,
+        **kwargs: Unpack[_BodyOptions],
+    ) -> httpx.Response:
+        return await self.request("PATCH", url, policy=policy, **kwargs)

@@ -1,0 +1,41 @@
+"""Timeouts: a total budget for the whole call and a bound for each attempt.
+
+A deadline is an absolute clock value (trio/anyio style), so nested bounds compose by
+taking the earliest, and every attempt's httpx timeouts are clipped to what is left.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from ._validate import check_positive
+
+__all__ = ["Timeout", "clip_timeouts"]
+
+
+def _positive_or_none(field: str) -> Any:
+    def validate(_inst: object, _attr: object, value: object) -> None:
+        check_positive("Timeout", field, value, allow_none=True)
+
+    return validate
+
+
+@attrs.frozen
+class Timeout:
+    """Time limits in seconds; ``None`` means no limit of that kind.
+
+    ``total`` bounds the whole call, backoff included, and ends it with ``DeadlineExceeded``.
+    ``attempt`` bounds one physical try, so a slow endpoint costs one attempt, not the call.
+    """
+
+    total: float | None = attrs.field(default=None, validator=_positive_or_none("total"))
+    attempt: float | None = attrs.field(default=None, validator=_positive_or_none("attempt"))
+
+
+def clip_timeouts(timeouts: dict[str, float | None], bound: float) -> dict[str, float | None]:
+    """httpx's per-operation timeouts, none of them longer than ``bound`` seconds."""
+    return {
+        key: bound if value is None or value > bound else value for key, value in timeouts.items()
+    }
