@@ -1,0 +1,103 @@
+"""One test body for both clients: ``mesh`` builds a sync or an async meshclient client.
+
+The async client runs in an event loop on a portal thread, so tests read the same for
+both; async-only behaviour (task cancellation) has its own tests.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import anyio.from_thread
+import httpx
+import pytest
+
+import meshclient
+
+
+class Driver:
+    """Calls a sync or an async client through one blocking interface."""
+
+    def __init__(self, kind: str, portal: Any, client: Any) -> None:
+        self.kind = kind
+        self._portal = portal
+        self.client = client
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        call = functools.partial(self.client.request, method, url, **kwargs)
+        return call() if self._portal is None else self._portal.call(call)
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def send(self, request: httpx.Request) -> httpx.Response:
+        call = functools.partial(self.client.send, request)
+        return call() if self._portal is None else self._portal.call(call)
+
+    def body(self, *chunks: bytes) -> Any:
+        """A one-shot streaming body of the kind this client sends (a generator)."""
+        if self._portal is None:
+            return iter(chunks)
+
+        async def agen() -> Any:
+            for chunk in chunks:
+                yield chunk
+
+        return agen()
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.client.snapshot()  # type: ignore[no-any-return]
+
+    def outstanding(self) -> int:
+        snap = self.snapshot()
+        return sum(
+            endpoint["outstanding"]
+            for group in (snap["services"], snap["passthrough"])
+            for service in group.values()
+            for endpoint in service["endpoints"]
+        )
+
+
+class MeshFactory:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._drivers: list[Driver] = []
+        self._portal_cm: Any = None
+        self._portal: Any = None
+
+    def __call__(self, **kwargs: Any) -> Driver:
+        if self.kind == "sync":
+            driver = Driver("sync", None, meshclient.Client(**kwargs))
+        else:
+            if self._portal is None:
+                self._portal_cm = anyio.from_thread.start_blocking_portal("asyncio")
+                self._portal = self._portal_cm.__enter__()
+
+            async def build() -> meshclient.AsyncClient:
+                return meshclient.AsyncClient(**kwargs)
+
+            driver = Driver("async", self._portal, self._portal.call(build))
+        self._drivers.append(driver)
+        return driver
+
+    def close(self) -> None:
+        for driver in self._drivers:
+            if self._portal is None:
+                driver.client.close()
+            else:
+                self._portal.call(driver.client.aclose)
+        if self._portal_cm is not None:
+            self._portal_cm.__exit__(None, None, None)
+
+
+@pytest.fixture(params=["sync", "async"])
+def mesh(request: pytest.FixtureRequest) -> Iterator[MeshFactory]:
+    """Builds meshclient clients of one kind; every test using it runs for both kinds."""
+    factory = MeshFactory(request.param)
+    yield factory
+    factory.close()
