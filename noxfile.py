@@ -10,6 +10,7 @@ PYPROJECT = nox.project.load_toml("pyproject.toml")
 def group(name: str) -> list[str]:
     return list(nox.project.dependency_groups(PYPROJECT, name))
 
+
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True

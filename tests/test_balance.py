@@ -434,7 +434,7 @@ def test_balancers_reject_a_non_random_rng_naming_the_class(kind: type[Balancer]
 
 def test_prepare_rejects_a_non_positive_weight_naming_the_endpoint() -> None:
     bad = endpoint(1, weight=0.0)
-    with pytest.raises(ValueError, match=r"^RoundRobin: endpoint 10\.0\.0\.1:8000 weight must be"):
+    with pytest.raises(ValueError, match=r"^RoundRobin: endpoint 127\.0\.0\.1:8000 weight must be"):
         RoundRobin().prepare((endpoint(0), bad))
 
 

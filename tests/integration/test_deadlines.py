@@ -36,8 +36,9 @@ def test_attempt_timeout_moves_to_another_endpoint(mesh, backend_factory) -> Non
         },
         policy=policy,
     )
-    assert client.get("http://users/").headers["x-backend"] == "fast"  # round robin: slow first
-    assert slow.count() == 1
+    responses = [client.get("http://users/") for _ in range(4)]
+    assert {r.headers["x-backend"] for r in responses} == {"fast"}
+    assert 1 <= slow.count() <= 4  # round robin reaches "slow" at least every other call
 
 
 def test_attempt_timeout_on_post_is_not_retried(mesh, backend_factory) -> None:
