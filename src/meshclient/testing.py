@@ -19,6 +19,7 @@ import json
 import math
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -281,6 +282,7 @@ class Backend:
         host: str = "127.0.0.1",
         record: bool = True,
         admin: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not name or not _header_safe(name):
             raise ValueError(f"Backend name must be a non-empty one-line ASCII str, got {name!r}")
@@ -288,6 +290,8 @@ class Backend:
         self._host = _check_loopback(host)
         self._port = port
         self._record = record
+        #: Serve HTTPS with this server-side context (e.g. from ``trustme``) instead of HTTP.
+        self._ssl_context = ssl_context
         self._admin = admin
         self._name_json = json.dumps(name).encode("ascii")
         self._behaviour = Behaviour()
@@ -470,7 +474,8 @@ class Backend:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}"
+        scheme = "http" if self._ssl_context is None else "https"
+        return f"{scheme}://{self.address}"
 
     @property
     def listening(self) -> bool:
@@ -531,7 +536,7 @@ class Backend:
 
     async def _listen(self, sock: socket.socket) -> None:
         self._server = await asyncio.start_server(
-            self._handle, sock=sock, limit=_HEAD_LIMIT, backlog=1024
+            self._handle, sock=sock, limit=_HEAD_LIMIT, backlog=1024, ssl=self._ssl_context
         )
         self._listener = sock
 
