@@ -93,16 +93,24 @@ def test_client_connection_settings_reach_the_endpoint_pools() -> None:
     with meshclient.Client(
         services={"users": ["127.0.0.1:9"]}, limits=limits, http2=True, verify=False
     ) as client:
-        state = client._mesh_transport._mesh.routes["users"].picker.endpoints[0]
-        pool = state.pool
+        pool = client._mesh_transport._mesh.routes["users"].picker.endpoints[0].pool
         pool.acquire()
         shard = pool.shards[0]
-        assert pool.max_shards == 2
-        assert shard._max_connections == 8
-        assert shard._max_keepalive_connections == 3
+        assert pool.max_shards == 2  # 12 connections / 8 streams per HTTP/2 shard
         assert shard._keepalive_expiry == 7
         assert shard._http2 is True
         assert shard._ssl_context.verify_mode.name == "CERT_NONE"
+
+
+def test_http1_endpoint_gets_one_connection_per_shard_up_to_max_connections() -> None:
+    limits = httpx.Limits(max_connections=3)
+    with meshclient.Client(services={"users": ["127.0.0.1:9"]}, limits=limits) as client:
+        pool = client._mesh_transport._mesh.routes["users"].picker.endpoints[0].pool
+        assert [pool.acquire() for _ in range(5)] == [0, 1, 2, 0, 1]
+        assert all(shard._max_connections == 1 for shard in pool.shards)
+        for index in (1, 0, 2):
+            pool.release(index)
+        assert pool.acquire() == 2  # the most recently freed shard first: warm connections
 
 
 def test_explicit_proxy_is_used_by_endpoint_pools() -> None:

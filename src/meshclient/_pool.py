@@ -1,10 +1,16 @@
-"""Connections to one endpoint: a few small httpcore pools ("shards") instead of one big one.
+"""Connections to one endpoint: many one-connection httpcore pools ("shards") and a free list.
 
 httpcore's pool does work proportional to (connections x queued requests) on every request
-and, when a fresh pool is hit by many callers at once, keeps re-offering the same idle
-connection to everybody. Capping each shard at ``SHARD_SIZE`` connections and sending each
-request to the first shard with a free slot keeps that cost small and constant; a caller
-that sends one request at a time always lands on shard 0 and reuses one connection.
+and offers the same idle connection to every request queued in the same tick, so all but
+one of them fail over and try again: at 64 concurrent callers that is several passes per
+request, and a fresh pool hit by many callers at once collapses. Giving each HTTP/1.1
+connection its own pool, and each request a pool with no request in flight, takes that
+work away; httpcore still owns connecting, keep-alive expiry and dropping broken or
+half-read connections. A caller that sends one request at a time always gets the most
+recently used shard back (a LIFO free list), so it reuses one warm connection.
+
+With HTTP/2 one connection carries many requests, so shards take ``HTTP2_STREAMS``
+requests each before another is opened.
 """
 
 from __future__ import annotations
@@ -17,45 +23,56 @@ from typing import Any, Final
 import httpx
 from httpx._utils import URLPattern, get_environment_proxies
 
-__all__ = ["SHARD_SIZE", "EndpointPool", "PoolFactory"]
+__all__ = ["HTTP2_STREAMS", "EndpointPool", "PoolFactory"]
 
-#: Connections per shard (measured: 8 pools x 8 connections cost ~40% of one pool of 64).
-SHARD_SIZE: Final = 8
+#: Requests in flight per shard when HTTP/2 is on (one multiplexed connection per shard).
+HTTP2_STREAMS: Final = 8
 
 
 class EndpointPool:
     """Shards of one endpoint; ``acquire``/``release`` run under the endpoint's lock."""
 
-    __slots__ = ("_make_shard", "cap", "counts", "max_shards", "shards")
+    __slots__ = ("_make_shard", "cap", "counts", "free", "max_shards", "shards")
 
-    def __init__(self, make_shard: Callable[[], Any], max_connections: int | None) -> None:
+    def __init__(self, make_shard: Callable[[], Any], cap: int, max_shards: int | None) -> None:
         self._make_shard = make_shard
-        self.cap = SHARD_SIZE if max_connections is None else min(SHARD_SIZE, max_connections)
-        self.max_shards = (
-            None if max_connections is None else max(1, math.ceil(max_connections / self.cap))
-        )
+        #: Requests a shard takes before the next one is used.
+        self.cap = cap
+        self.max_shards = max_shards
         self.shards: list[Any] = []
         #: Requests in flight per shard.
         self.counts: list[int] = []
+        #: Shards below ``cap``, most recently freed last.
+        self.free: list[int] = []
 
-    def acquire(self) -> Any:
-        """The shard for the next request (the first with a free slot); returns its index."""
+    def acquire(self) -> int:
+        """The index of the shard for the next request."""
         counts = self.counts
-        cap = self.cap
-        for index, count in enumerate(counts):
-            if count < cap:
-                counts[index] = count + 1
-                return index
+        free = self.free
+        if free:
+            index = free[-1]
+            count = counts[index] + 1
+            counts[index] = count
+            if count >= self.cap:
+                free.pop()
+            return index
         if self.max_shards is None or len(counts) < self.max_shards:
             self.shards.append(self._make_shard())
             counts.append(1)
-            return len(counts) - 1
+            index = len(counts) - 1
+            if self.cap > 1:
+                free.append(index)
+            return index
+        # Every connection is busy and no more may be opened: queue behind the least busy.
         index = counts.index(min(counts))
         counts[index] += 1
         return index
 
     def release(self, index: int) -> None:
-        self.counts[index] -= 1
+        count = self.counts[index] - 1
+        self.counts[index] = count
+        if count == self.cap - 1:
+            self.free.append(index)
 
 
 class PoolFactory:
@@ -85,16 +102,16 @@ class PoolFactory:
         self._ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
         self._http1 = http1
         self._http2 = http2
-        self.max_connections = limits.max_connections
-        cap = (
-            SHARD_SIZE
+        # One connection per shard for HTTP/1.1; ``limits`` bound the shards of one endpoint.
+        self._cap = HTTP2_STREAMS if http2 else 1
+        self._max_shards = (
+            None
             if limits.max_connections is None
-            else min(SHARD_SIZE, limits.max_connections)
+            else max(1, math.ceil(limits.max_connections / self._cap))
         )
-        keepalive = limits.max_keepalive_connections
         self._shard_limits = httpx.Limits(
-            max_connections=cap,
-            max_keepalive_connections=cap if keepalive is None else min(cap, keepalive),
+            max_connections=self._cap,
+            max_keepalive_connections=self._cap,
             keepalive_expiry=limits.keepalive_expiry,
         )
         proxies: dict[str, httpx.Proxy | str | httpx.URL | None]
@@ -122,10 +139,10 @@ class PoolFactory:
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         plain = self.proxy_for(f"http://{authority}")
         tls = self.proxy_for(f"https://{authority}")
-        pool = EndpointPool(lambda: self._shard(plain), self.max_connections)
+        pool = EndpointPool(lambda: self._shard(plain), self._cap, self._max_shards)
         if tls == plain:
             return pool, pool
-        return pool, EndpointPool(lambda: self._shard(tls), self.max_connections)
+        return pool, EndpointPool(lambda: self._shard(tls), self._cap, self._max_shards)
 
     def _shard(self, proxy: httpx.Proxy | str | httpx.URL | None) -> Any:
         transport = self._transport_class(
