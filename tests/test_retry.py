@@ -144,7 +144,10 @@ def test_delay_is_within_the_full_jitter_ceiling(
     backoff: float, extra: float, retry_number: int, seed: int
 ) -> None:
     retry = Retry(backoff=backoff, max_backoff=backoff + extra)
-    ceiling = min(retry.max_backoff, backoff * 2.0 ** min(retry_number - 1, 1023))
+    try:
+        ceiling = min(retry.max_backoff, math.ldexp(backoff, retry_number - 1))
+    except OverflowError:
+        ceiling = retry.max_backoff
     delay = retry.delay(retry_number, random.Random(seed))
     assert 0.0 <= delay <= ceiling
 
