@@ -18,6 +18,7 @@ class EndpointState:
 
     __slots__ = (
         "address",
+        "health",
         "host",
         "lock",
         "outstanding",
@@ -49,6 +50,8 @@ class EndpointState:
         #: Connection pools for http and https (often the same object), set by the transport.
         self.pool: Any = None
         self.tls_pool: Any = None
+        #: Outlier-detection record owned by the route's ``HealthTracker`` (``_health``), if any.
+        self.health: Any = None
 
     def __repr__(self) -> str:
         return f"<EndpointState {self.address} outstanding={self.outstanding} rtt={self.rtt:.4f}>"

@@ -1,0 +1,280 @@
+"""Specification of the circuit breaker: resilience4j's transition table, the Hystrix preset."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshclient._breaker import CLOSED, HALF_OPEN, OPEN, BreakerTransition, CircuitBreaker
+from meshclient.testing import FakeClock
+
+
+def breaker(clock: FakeClock, **kwargs: object) -> CircuitBreaker:
+    settings_: dict[str, object] = {
+        "window_size": 10,
+        "minimum_calls": 4,
+        "failure_rate": 0.5,
+        "slow_call_duration": 1.0,
+        "slow_call_rate": 1.0,
+        "open_duration": 30.0,
+        "half_open_calls": 3,
+    }
+    settings_.update(kwargs)
+    return CircuitBreaker(clock=clock, **settings_)  # type: ignore[arg-type]
+
+
+def run(b: CircuitBreaker, outcomes: str, duration: float = 0.1) -> None:
+    """'o' = ok, 'x' = failure, 's' = slow success."""
+    for o in outcomes:
+        assert b.try_acquire()
+        b.on_result(o != "x", 5.0 if o == "s" else duration)
+
+
+def test_defaults_are_resilience4j() -> None:
+    b = CircuitBreaker()
+    assert (b.window_type, b.window_size, b.minimum_calls) == ("count", 100, 100)
+    assert (b.failure_rate, b.slow_call_rate, b.slow_call_duration) == (0.5, 1.0, 60.0)
+    assert (b.open_duration, b.half_open_calls) == (60.0, 10)
+    assert b.state == CLOSED
+
+
+def test_hystrix_preset_is_hystrix_defaults() -> None:
+    b = CircuitBreaker.hystrix()
+    assert (b.window_type, b.window_size, b.minimum_calls) == ("time", 10, 20)
+    assert (b.failure_rate, b.open_duration, b.half_open_calls) == (0.5, 5.0, 1)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("window_type", "sliding"),
+        ("window_size", 0),
+        ("minimum_calls", 0),
+        ("failure_rate", 0),
+        ("slow_call_rate", 1.5),
+        ("slow_call_duration", 0),
+        ("open_duration", float("inf")),
+        ("half_open_calls", 0),
+    ],
+)
+def test_bad_configuration_names_class_field_and_value(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=rf"CircuitBreaker\.{field} must be .*{value!r}"):
+        CircuitBreaker(**{field: value})  # type: ignore[arg-type]
+
+
+def test_closed_opens_at_the_failure_rate_once_minimum_calls_are_seen() -> None:
+    b = breaker(FakeClock())
+    run(b, "xxx")
+    assert b.state == CLOSED  # 3 < minimum_calls
+    run(b, "o")
+    assert b.state == OPEN  # 3 of 4 failed
+
+
+def test_closed_stays_below_the_failure_rate() -> None:
+    b = breaker(FakeClock())
+    run(b, "xooo" * 3)
+    assert b.state == CLOSED
+
+
+def test_slow_calls_open_the_breaker() -> None:
+    b = breaker(FakeClock(), slow_call_rate=0.5)
+    run(b, "ssoo")
+    assert b.state == OPEN
+
+
+def test_open_rejects_until_open_duration_then_half_opens() -> None:
+    clock = FakeClock()
+    b = breaker(clock)
+    run(b, "xxxx")
+    assert not b.try_acquire()
+    clock.advance(29.9)
+    assert not b.try_acquire()
+    clock.advance(0.1)
+    assert b.try_acquire()
+    assert b.state == HALF_OPEN
+
+
+def test_half_open_grants_exactly_half_open_calls_permits() -> None:
+    clock = FakeClock()
+    b = breaker(clock)
+    run(b, "xxxx")
+    clock.advance(30)
+    assert [b.try_acquire() for _ in range(5)] == [True, True, True, False, False]
+
+
+def test_half_open_closes_when_the_trials_pass() -> None:
+    clock = FakeClock()
+    b = breaker(clock)
+    run(b, "xxxx")
+    clock.advance(30)
+    run(b, "oox")  # 1/3 failed < 50 %
+    assert b.state == CLOSED
+
+
+def test_half_open_reopens_when_the_trials_fail() -> None:
+    clock = FakeClock()
+    b = breaker(clock)
+    run(b, "xxxx")
+    clock.advance(30)
+    run(b, "oxx")
+    assert b.state == OPEN
+    assert not b.try_acquire()
+
+
+def test_release_unused_returns_a_half_open_permit() -> None:
+    clock = FakeClock()
+    b = breaker(clock, half_open_calls=1)
+    run(b, "xxxx")
+    clock.advance(30)
+    assert b.try_acquire()
+    assert not b.try_acquire()
+    b.release_unused()
+    assert b.try_acquire()
+
+
+def test_stragglers_cannot_decide_half_open_without_a_permit() -> None:
+    clock = FakeClock()
+    b = breaker(clock)
+    run(b, "xxxx")
+    clock.advance(30)
+    assert b.state == HALF_OPEN
+    for _ in range(5):
+        b.on_result(True, 0.1)  # admitted before the breaker opened
+    assert b.state == HALF_OPEN
+
+
+def test_time_window_forgets_old_outcomes() -> None:
+    clock = FakeClock()
+    b = breaker(clock, window_type="time", window_size=10)
+    run(b, "xxx")
+    clock.advance(10)
+    run(b, "oxo")
+    assert b.state == CLOSED
+
+
+def test_listeners_get_transitions_and_a_failing_one_is_removed() -> None:
+    clock = FakeClock()
+    b = breaker(clock)
+    seen: list[BreakerTransition] = []
+    b.add_listener(seen.append)
+    b.add_listener(lambda t: 1 / 0)
+    run(b, "xxxx")
+    clock.advance(30)
+    b.try_acquire()
+    assert [(t.from_state, t.to_state) for t in seen] == [(CLOSED, OPEN), (OPEN, HALF_OPEN)]
+    assert seen[0].failure_rate == 1.0
+    assert len(b._listeners) == 1
+
+
+def test_snapshot_is_json_able() -> None:
+    clock = FakeClock()
+    b = breaker(clock)
+    run(b, "xxxx")
+    snap = b.snapshot()
+    json.dumps(snap)
+    assert snap["state"] == OPEN
+    assert snap["open_remaining"] == 30.0
+    assert "state='open'" in repr(b)
+
+
+class Model:
+    """The documented transition table, written out plainly for a count window."""
+
+    def __init__(self, size: int, minimum: int, rate: float, slow: float, trials: int) -> None:
+        self.size, self.minimum, self.rate, self.slow, self.trials = (
+            size,
+            minimum,
+            rate,
+            slow,
+            trials,
+        )
+        self.state = CLOSED
+        self.window: deque[tuple[bool, bool]] = deque(maxlen=size)
+        self.until = 0.0
+        self.out = 0
+        self.results: list[tuple[bool, bool]] = []
+
+    def trips(self, outcomes: list[tuple[bool, bool]]) -> bool:
+        n = len(outcomes)
+        return (
+            sum(f for f, _ in outcomes) / n >= self.rate - 1e-9
+            or sum(s for _, s in outcomes) / n >= self.slow - 1e-9
+        )
+
+    def tick(self, now: float) -> None:
+        if self.state == OPEN and now >= self.until:
+            self.state, self.out, self.results = HALF_OPEN, 0, []
+
+    def acquire(self, now: float) -> bool:
+        self.tick(now)
+        if self.state == CLOSED:
+            return True
+        if self.state == HALF_OPEN and self.out + len(self.results) < self.trials:
+            self.out += 1
+            return True
+        return False
+
+    def result(self, failed: bool, slow: bool, now: float) -> None:
+        if self.state == CLOSED:
+            self.window.append((failed, slow))
+            if len(self.window) >= min(self.minimum, self.size) and self.trips(list(self.window)):
+                self.state, self.until = OPEN, now + 30.0
+                self.window.clear()
+        elif self.state == HALF_OPEN and self.out:
+            self.out -= 1
+            self.results.append((failed, slow))
+            if len(self.results) == self.trials:
+                if self.trips(self.results):
+                    self.state, self.until = OPEN, now + 30.0
+                else:
+                    self.state = CLOSED
+                    self.window.clear()
+
+    def release(self) -> None:
+        if self.state == HALF_OPEN and self.out:
+            self.out -= 1
+
+
+@settings(max_examples=150)
+@given(
+    size=st.integers(1, 8),
+    minimum=st.integers(1, 8),
+    trials=st.integers(1, 4),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["acquire", "ok", "fail", "slow", "release", "wait"]), st.floats(0, 40)
+        ),
+        max_size=200,
+    ),
+)
+def test_transitions_follow_the_documented_table(
+    size: int, minimum: int, trials: int, ops: list[tuple[str, float]]
+) -> None:
+    clock = FakeClock()
+    b = breaker(
+        clock, window_size=size, minimum_calls=minimum, half_open_calls=trials, slow_call_rate=0.75
+    )
+    model = Model(size, minimum, 0.5, 0.75, trials)
+    for op, dt in ops:
+        now = clock()
+        if op == "acquire":
+            assert b.try_acquire() == model.acquire(now)
+        elif op == "release":
+            model.tick(now)
+            b.release_unused()
+            model.release()
+        elif op == "wait":
+            clock.advance(dt)
+        else:
+            model.tick(now)
+            b.state  # noqa: B018 - the breaker half-opens lazily too
+            b.on_result(op != "fail", 5.0 if op == "slow" else 0.1)
+            model.result(op == "fail", op == "slow", now)
+        model.tick(clock())
+        assert b.state == model.state
+        if model.state == HALF_OPEN:
+            assert b._granted <= trials  # permits out + trial results never exceed the trials
