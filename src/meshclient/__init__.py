@@ -1,12 +1,18 @@
-"""meshclient: a fat-client RPC library on httpx — discovery, balancing, retries, deadlines."""
+"""meshclient: a fat-client RPC library on httpx — discovery, balancing, retries, deadlines.
+
+Telemetry: OpenTelemetry spans and metrics, hooks (``meshclient.hooks``), and deadline and
+trace propagation across services (``meshclient.middleware``).
+"""
 
 from ._balance import Balancer, LeastLoaded, PeakEwma, RoundRobin
 from ._client import AsyncClient, Client
+from ._context import deadline_scope, time_left
 from ._deadline import Timeout
 from ._exceptions import CircuitOpenError, DeadlineExceeded, MeshError, NoEndpointsError
 from ._policy import Policy
 from ._retry import Retry, RetryBudget
 from ._service import Service
+from ._telemetry import Telemetry
 from ._transport import AsyncMeshTransport, MeshTransport
 from .discovery import Discovery, Endpoint, StaticDiscovery
 
@@ -30,5 +36,8 @@ __all__ = [
     "RoundRobin",
     "Service",
     "StaticDiscovery",
+    "Telemetry",
     "Timeout",
+    "deadline_scope",
+    "time_left",
 ]

@@ -4,6 +4,12 @@ A ``Call`` is created per request and owns all per-call state (attempt count, en
 that failed, the deadline); policies and balancers stay immutable or per service. The
 transports only drive it: ask for an attempt, do the I/O, report the outcome, sleep for
 the delay it returns. Nothing in here does I/O.
+
+Telemetry is reported at the decisions (``RouteTelemetry`` in ``_telemetry.py``): the call's
+span starts with the call; an attempt's span starts in ``next_attempt`` and ends in
+``release``, followed by the decision taken on its outcome (retry, budget or deadline
+refusal); the call's span ends when the delivered response is released, when the call
+raises, or when the caller abandons it (``abandon``: cancellation is not an error).
 """
 
 from __future__ import annotations
@@ -11,25 +17,34 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import httpcore
 import httpx
 
 from ._balance import observe_rtt, rtt_estimate
+from ._context import inherited_deadline
 from ._deadline import clip_timeouts
 from ._endpoint import EndpointState
 from ._errors_map import NEVER_SENT, to_httpx
 from ._exceptions import DeadlineExceeded, NoEndpointsError
+from ._names import OUTCOME_CANCELLED, OUTCOME_ERROR, OUTCOME_SERVER_ERROR, OUTCOME_SUCCESS
 from ._policy import UNSET, Policy
 from ._pool import EndpointPool
 from ._retry import is_idempotent, parse_retry_after
 from ._service import Route
+from ._telemetry import set_header
 
 __all__ = ["Call"]
 
+_E = TypeVar("_E", bound=BaseException)
+
 _HTTP = b"http"
+_HTTPS = b"https"
 _RETRY_AFTER = b"retry-after"
+#: Decisions reported after the attempt they concern has ended (see ``release``).
+_RETRY, _BUDGET_REFUSED, _DEADLINE_REFUSED = 1, 2, 3
+_FAILED = frozenset({OUTCOME_ERROR, OUTCOME_SERVER_ERROR})
 
 
 class Call:
@@ -41,19 +56,30 @@ class Call:
     """
 
     __slots__ = (
+        "attempt_span",
         "attempts",
         "clock",
         "deadline",
+        "decision",
+        "ended",
         "endpoint",
+        "error_type",
+        "inherited",
+        "outcome",
+        "parent",
         "policy",
         "pool",
+        "port",
         "released",
         "request",
         "rng",
         "route",
         "sent_at",
         "shard",
+        "span",
         "start",
+        "status",
+        "telemetry",
         "tried",
     )
 
@@ -74,12 +100,32 @@ class Call:
         self.start = now
         timeout = policy.timeout
         total = None if timeout is None or timeout is UNSET else timeout.total
-        self.deadline: float | None = None if total is None else now + total
+        deadline = None if total is None else now + total
+        # A server handling a request passes its caller's deadline down (``_context.py``).
+        inherited = inherited_deadline()
+        self.inherited = inherited is not None and (deadline is None or inherited < deadline)
+        self.deadline: float | None = inherited if self.inherited else deadline
+        url = request.url
+        #: ``server.port`` of the logical URL, for telemetry.
+        self.port: int = url.port or (443 if url.raw_scheme == _HTTPS else 80)
         self.attempts = 0
         #: Endpoints that failed this call, avoided by later attempts.
         self.tried: tuple[EndpointState, ...] = ()
         self.released = True
+        #: The current attempt's status code and ``error.type`` (telemetry).
+        self.status: int | None = None
+        self.error_type: str | None = None
+        #: What was decided about the current attempt, reported once it has ended.
+        self.decision: tuple[int, float] | None = None
+        #: How the call ends, once that is decided; ``ended`` once it is reported.
+        self.outcome: str | None = None
+        self.ended = False
         route.budget.deposit()
+        self.telemetry = route.telemetry
+        self.span: Any = None
+        self.parent: Any = None
+        self.attempt_span: Any = None
+        self.telemetry.call_started(self, now)
 
     # -- attempts --------------------------------------------------------------------------
 
@@ -91,18 +137,20 @@ class Call:
         if self.deadline is not None:
             left = self.deadline - now
             if left <= 0:
-                raise self._deadline_exceeded(now)
+                raise self._fail(self._deadline_exceeded(now))
             if bound is None or left < bound:
                 bound = left
         route = self.route
         picker = route.picker
         if not picker.endpoints:
-            raise NoEndpointsError(
-                f"service {route.name!r} has no endpoints",
-                request=self.request,
-                attempts=self.attempts,
-                endpoints=[state.address for state in self.tried],
-                elapsed=now - self.start,
+            raise self._fail(
+                NoEndpointsError(
+                    f"service {route.name!r} has no endpoints",
+                    request=self.request,
+                    attempts=self.attempts,
+                    endpoints=[state.address for state in self.tried],
+                    elapsed=now - self.start,
+                )
             )
         endpoint = picker.pick(self.tried, now)
         request = self.request
@@ -116,12 +164,20 @@ class Call:
             if route.rewrite and scheme != _HTTP:
                 # Verify the certificate against the logical name, not the endpoint's address.
                 extensions["sni_hostname"] = url.host
+        # A fresh list per attempt: the caller's request is never mutated.
+        headers = request.headers.raw
+        telemetry = self.telemetry
+        if bound is not None and telemetry.deadline_header is not None:
+            # Relative, so the callee's clock need not agree with ours.
+            set_header(headers, telemetry.deadline_header, b"%d" % (bound * 1000))
+        self.status = self.error_type = None
+        telemetry.attempt_started(self, endpoint, headers)
         core = httpcore.Request(
             request.method,
             httpcore.URL(
                 scheme=scheme, host=endpoint.raw_host, port=endpoint.port, target=url.raw_path
             ),
-            headers=request.headers.raw,
+            headers=headers,
             content=request.stream,
             extensions=extensions,
         )
@@ -137,8 +193,12 @@ class Call:
         self.attempts += 1
         return pool.shards[shard], core
 
-    def release(self) -> None:
-        """Return the attempt's slot and outstanding count; safe to call more than once."""
+    def release(self, *, cancelled: bool = False) -> None:
+        """Return the attempt's slot and outstanding count; safe to call more than once.
+
+        This is where an attempt ends: its span and duration are reported, then the
+        decision taken on its outcome, then the call's end if the call is over.
+        """
         if self.released:
             return
         endpoint = self.endpoint
@@ -148,6 +208,32 @@ class Call:
             self.released = True
             endpoint.outstanding -= 1
             self.pool.release(self.shard)
+        now = self.clock()
+        telemetry = self.telemetry
+        telemetry.attempt_ended(self, now, cancelled)
+        decision = self.decision
+        if decision is not None:
+            self.decision = None
+            kind, delay = decision
+            reason = self.error_type or ""
+            if kind == _RETRY:
+                telemetry.retry_scheduled(self, delay, reason)
+            elif kind == _BUDGET_REFUSED:
+                telemetry.budget_exhausted(self, reason)
+            else:
+                telemetry.deadline_stops_retry(self, delay)
+        if self.outcome is not None:
+            self._end(now)
+
+    def abandon(self) -> None:
+        """The caller went away (task cancelled, KeyboardInterrupt): end without an error."""
+        if self.ended:
+            return
+        self.outcome = OUTCOME_CANCELLED
+        if self.released:
+            self._end(self.clock())
+        else:
+            self.release(cancelled=True)
 
     # -- outcomes --------------------------------------------------------------------------
 
@@ -158,10 +244,13 @@ class Call:
         """
         now = self.clock()
         status = response.status
+        self.status = status
+        if status >= 400:
+            self.error_type = str(status)  # semantic conventions: the status code
         retry = self.policy.retry
         if retry is None or retry is UNSET or status not in retry.statuses:
             self._observe(now - self.sent_at, now)
-            return None
+            return self._deliver()
         self._observe_failure(now)
         retry_after = None
         for name, value in response.headers:
@@ -169,31 +258,35 @@ class Call:
                 retry_after = parse_retry_after(value.decode("latin-1"), time.time())
                 break
         if not retry.retryable_status(status, retry_after):
-            return None
+            return self._deliver()
         if self.attempts >= retry.attempts or not self._may_resend():
-            return None
+            return self._deliver()
         # retryable_status already refused a Retry-After beyond the cap.
         delay = retry.delay(self.attempts, self.rng) if retry_after is None else retry_after
         if self.deadline is not None and now + delay >= self.deadline:
-            return None
+            self.decision = (_DEADLINE_REFUSED, delay)
+            return self._deliver()
         if not self.route.budget.try_withdraw():
-            return None
+            self.decision = (_BUDGET_REFUSED, delay)
+            return self._deliver()
         self.tried += (self.endpoint,)
+        self.decision = (_RETRY, delay)
         return delay
 
     def on_error(self, exc: Exception) -> float:
         """Seconds to wait before a retry, or raises the error the caller should see."""
         now = self.clock()
         self._observe_failure(now)
-        self.release()
+        error = to_httpx(exc)
+        self.error_type = type(error).__qualname__
         self.tried += (self.endpoint,)
         if (
             self.deadline is not None
             and now >= self.deadline
             and isinstance(exc, httpcore.TimeoutException)
         ):
-            raise self._deadline_exceeded(now) from exc
-        error = to_httpx(exc)
+            self.release()
+            raise self._fail(self._deadline_exceeded(now)) from exc
         retry = self.policy.retry
         if (
             retry is None
@@ -201,13 +294,19 @@ class Call:
             or self.attempts >= retry.attempts
             or not (isinstance(exc, NEVER_SENT) or self._may_resend())
         ):
-            raise error
+            self.release()
+            raise self._fail(error)
         delay = retry.delay(self.attempts, self.rng)
-        if (
-            self.deadline is not None and now + delay >= self.deadline
-        ) or not self.route.budget.try_withdraw():
-            raise error
-        return delay
+        if self.deadline is not None and now + delay >= self.deadline:
+            self.decision = (_DEADLINE_REFUSED, delay)
+        elif not self.route.budget.try_withdraw():
+            self.decision = (_BUDGET_REFUSED, delay)
+        else:
+            self.decision = (_RETRY, delay)
+            self.release()
+            return delay
+        self.release()
+        raise self._fail(error)
 
     def stream_error(self, exc: Exception) -> BaseException:
         """The error for a failure while the caller reads the body of a delivered response."""
@@ -218,8 +317,35 @@ class Call:
         ):
             error: BaseException = self._deadline_exceeded(self.clock())
             error.__cause__ = exc
-            return error
-        return to_httpx(exc)
+        else:
+            error = to_httpx(exc)
+        # Reported when the response is closed, which releases the attempt.
+        self.error_type = type(error).__qualname__
+        self.outcome = OUTCOME_ERROR
+        return error
+
+    # -- endings ---------------------------------------------------------------------------
+
+    def _deliver(self) -> float | None:
+        """Hand the response to the caller (``None``: no retry); the call ends at release."""
+        status = self.status
+        self.outcome = OUTCOME_SUCCESS if status is None or status < 500 else OUTCOME_SERVER_ERROR
+        return None
+
+    def _fail(self, error: _E) -> _E:
+        """The call ends with ``error``, which the caller raises."""
+        self.outcome = OUTCOME_ERROR
+        self.error_type = type(error).__qualname__
+        self._end(self.clock())
+        return error
+
+    def _end(self, now: float) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        outcome = self.outcome or OUTCOME_CANCELLED
+        error = self.error_type if outcome in _FAILED else None
+        self.telemetry.call_ended(self, now, outcome, error)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -245,11 +371,14 @@ class Call:
         self._observe(latency if latency > estimate else estimate, now)
 
     def _deadline_exceeded(self, now: float) -> DeadlineExceeded:
-        timeout = self.policy.timeout
-        total = None if timeout is None or timeout is UNSET else timeout.total
+        if self.inherited:
+            what = "the deadline inherited from the request being handled"
+        else:
+            timeout = self.policy.timeout
+            total = None if timeout is None or timeout is UNSET else timeout.total
+            what = f"deadline of {total}s"
         return DeadlineExceeded(
-            f"deadline of {total}s exceeded after {self.attempts} attempt(s) "
-            f"to service {self.route.name!r}",
+            f"{what} exceeded after {self.attempts} attempt(s) to service {self.route.name!r}",
             request=self.request,
             attempts=self.attempts,
             endpoints=[state.address for state in self.tried],

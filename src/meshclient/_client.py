@@ -1,7 +1,10 @@
 """``Client`` and ``AsyncClient``: httpx clients whose transport is the mesh.
 
 They take every httpx keyword plus ``services=`` and ``policy=``, and every request
-method takes a per-call ``policy=``. The connection settings (``limits``, ``verify``,
+method takes a per-call ``policy=``. ``telemetry=`` (a ``Telemetry``) chooses the
+OpenTelemetry providers and the hooks (default: the global providers, no hooks);
+``deadline_header=`` names the header that tells mesh services how many milliseconds the
+caller will still wait (``None``: not sent). The connection settings (``limits``, ``verify``,
 ``cert``, ``http1``/``http2``, ``trust_env``, ``proxy``) go to the mesh transport, which
 builds its endpoint pools with them.
 """
@@ -26,8 +29,10 @@ from httpx._types import (
     TimeoutTypes,
 )
 
+from ._names import DEADLINE_HEADER
 from ._policy import POLICY_EXTENSION, Policy
 from ._service import Service
+from ._telemetry import Telemetry
 from ._transport import DEFAULT_LIMITS, AsyncMeshTransport, MeshTransport
 
 __all__ = ["AsyncClient", "Client"]
@@ -81,6 +86,8 @@ class Client(httpx.Client):
         http2: bool = False,
         limits: httpx.Limits = DEFAULT_LIMITS,
         proxy: Any = None,
+        telemetry: Telemetry | None = None,
+        deadline_header: str | None = DEADLINE_HEADER,
         **kwargs: Any,
     ) -> None:
         _reject_transport(kwargs)
@@ -94,6 +101,8 @@ class Client(httpx.Client):
             http2=http2,
             limits=limits,
             proxy=proxy,
+            telemetry=telemetry,
+            deadline_header=deadline_header,
         )
         super().__init__(trust_env=trust_env, transport=self._mesh_transport, **kwargs)
 
@@ -188,6 +197,8 @@ class AsyncClient(httpx.AsyncClient):
         http2: bool = False,
         limits: httpx.Limits = DEFAULT_LIMITS,
         proxy: Any = None,
+        telemetry: Telemetry | None = None,
+        deadline_header: str | None = DEADLINE_HEADER,
         **kwargs: Any,
     ) -> None:
         _reject_transport(kwargs)
@@ -201,6 +212,8 @@ class AsyncClient(httpx.AsyncClient):
             http2=http2,
             limits=limits,
             proxy=proxy,
+            telemetry=telemetry,
+            deadline_header=deadline_header,
         )
         super().__init__(trust_env=trust_env, transport=self._mesh_transport, **kwargs)
 

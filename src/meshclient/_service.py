@@ -10,6 +10,7 @@ from ._balance import Balancer, PeakEwma, Picker
 from ._endpoint import EndpointState
 from ._policy import Policy
 from ._retry import RetryBudget
+from ._telemetry import MeshTelemetry, RouteTelemetry
 from ._validate import check_type
 from .discovery import Discovery, Endpoint, StaticDiscovery
 
@@ -91,6 +92,7 @@ class Route:
         "retired",
         "rewrite",
         "states",
+        "telemetry",
     )
 
     def __init__(
@@ -103,6 +105,7 @@ class Route:
         clock: Callable[[], float],
         make_pools: Callable[[EndpointState], None],
         rewrite: bool,
+        telemetry: MeshTelemetry,
     ) -> None:
         self.name = name
         self.host = name
@@ -114,6 +117,8 @@ class Route:
         self.decay = balancer.decay
         #: ``False`` for a pass-through host: the request goes to its own URL unchanged.
         self.rewrite = rewrite
+        #: Cached attribute sets and the reporting methods ``Call`` uses.
+        self.telemetry: RouteTelemetry = telemetry.route(name, rewrite=rewrite)
         self.states: dict[tuple[str, int], EndpointState] = {}
         #: Endpoints removed by discovery; their pools close with the transport.
         self.retired: list[EndpointState] = []

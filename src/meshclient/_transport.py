@@ -21,10 +21,12 @@ import httpx
 from ._balance import PeakEwma
 from ._call import Call
 from ._endpoint import EndpointState
+from ._names import DEADLINE_HEADER
 from ._policy import DEFAULT_POLICY, POLICY_EXTENSION, Policy
 from ._pool import EndpointPool, PoolFactory
 from ._retry import RetryBudget
 from ._service import Route, Service, as_service
+from ._telemetry import MeshTelemetry, Telemetry
 from ._validate import check_type
 from .discovery import Endpoint
 
@@ -44,9 +46,21 @@ class _Mesh:
         services: Mapping[str, Service | list[str] | tuple[str, ...]] | None,
         policy: Policy | None,
         factory: PoolFactory,
+        telemetry: Telemetry | None,
+        deadline_header: str | None,
     ) -> None:
         if policy is not None:
             check_type("Client", "policy", policy, Policy)
+        if telemetry is not None:
+            check_type("Client", "telemetry", telemetry, Telemetry)
+        if deadline_header is not None and not _is_token(deadline_header):
+            raise ValueError(
+                f"Client.deadline_header must be an HTTP header name or None, "
+                f"got {deadline_header!r}"
+            )
+        self.telemetry = MeshTelemetry(
+            Telemetry() if telemetry is None else telemetry, deadline_header
+        )
         if services is not None and not isinstance(services, Mapping):
             raise TypeError(
                 f"services must be a mapping of service name to Service, got {services!r}"
@@ -71,9 +85,11 @@ class _Mesh:
                 clock=self.clock,
                 make_pools=self._make_pools,
                 rewrite=True,
+                telemetry=self.telemetry,
             )
         for key, service in self.services.items():
             service.discovery.start(self.routes[key].update)
+        self.telemetry.watch(self)
 
     def _make_pools(self, state: EndpointState) -> None:
         state.pool, state.tls_pool = self.factory.pools(state.host, state.port)
@@ -106,6 +122,7 @@ class _Mesh:
                     clock=self.clock,
                     make_pools=self._make_pools,
                     rewrite=False,
+                    telemetry=self.telemetry,
                 )
                 route.update((Endpoint(host=host, port=port),))
                 self.passthrough[(host, port)] = route
@@ -131,6 +148,16 @@ class _Mesh:
     def close_discovery(self) -> None:
         for service in self.services.values():
             service.discovery.close()
+
+
+def _is_token(name: object) -> bool:
+    """An HTTP field name (RFC 9110 token)."""
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and name.isascii()
+        and all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in name)
+    )
 
 
 def _factory_kwargs(
@@ -242,12 +269,14 @@ class MeshTransport(httpx.BaseTransport):
         http2: bool = False,
         limits: httpx.Limits = DEFAULT_LIMITS,
         proxy: Any = None,
+        telemetry: Telemetry | None = None,
+        deadline_header: str | None = DEADLINE_HEADER,
     ) -> None:
         factory = PoolFactory(
             asynchronous=False,
             **_factory_kwargs(verify, cert, trust_env, http1, http2, limits, proxy),
         )
-        self._mesh = _Mesh(services, policy, factory)
+        self._mesh = _Mesh(services, policy, factory, telemetry, deadline_header)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         call = self._mesh.call(request)
@@ -259,7 +288,7 @@ class MeshTransport(httpx.BaseTransport):
             except Exception as exc:
                 delay = call.on_error(exc)
             except BaseException:
-                call.release()
+                call.abandon()
                 raise
             else:
                 try:
@@ -274,10 +303,14 @@ class MeshTransport(httpx.BaseTransport):
                         )
                     _discard(response)
                 except BaseException:
-                    call.release()
+                    call.abandon()
                     raise
                 call.release()
-            time.sleep(delay)
+            try:
+                time.sleep(delay)
+            except BaseException:
+                call.abandon()
+                raise
 
     def snapshot(self) -> dict[str, Any]:
         """Live state: services → endpoints with load and latency estimate; budgets."""
@@ -285,6 +318,7 @@ class MeshTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._mesh.close_discovery()
+        self._mesh.telemetry.unwatch(self._mesh)
         for pool in self._mesh.pools():
             for shard in pool.shards:
                 shard.close()
@@ -305,12 +339,14 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         http2: bool = False,
         limits: httpx.Limits = DEFAULT_LIMITS,
         proxy: Any = None,
+        telemetry: Telemetry | None = None,
+        deadline_header: str | None = DEADLINE_HEADER,
     ) -> None:
         factory = PoolFactory(
             asynchronous=True,
             **_factory_kwargs(verify, cert, trust_env, http1, http2, limits, proxy),
         )
-        self._mesh = _Mesh(services, policy, factory)
+        self._mesh = _Mesh(services, policy, factory, telemetry, deadline_header)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         call = self._mesh.call(request)
@@ -322,7 +358,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             except Exception as exc:
                 delay = call.on_error(exc)
             except BaseException:
-                call.release()
+                call.abandon()
                 raise
             else:
                 try:
@@ -337,10 +373,14 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
                         )
                     await _adiscard(response)
                 except BaseException:
-                    call.release()
+                    call.abandon()
                     raise
                 call.release()
-            await anyio.sleep(delay)
+            try:
+                await anyio.sleep(delay)
+            except BaseException:
+                call.abandon()
+                raise
 
     def snapshot(self) -> dict[str, Any]:
         """Live state: services → endpoints with load and latency estimate; budgets."""
@@ -348,6 +388,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         self._mesh.close_discovery()
+        self._mesh.telemetry.unwatch(self._mesh)
         for pool in self._mesh.pools():
             for shard in pool.shards:
                 await shard.aclose()

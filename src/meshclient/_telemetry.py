@@ -1,0 +1,569 @@
+"""Spans, metrics and hook events: the one place where meshclient reports what it did.
+
+Only the OpenTelemetry *API* is used; with no SDK installed every span is a no-op and
+every instrument a proxy, so the cost is a few attribute lookups per call. The call state
+machine (``_call.py``) calls into ``RouteTelemetry`` at each decision; nothing here
+decides anything.
+
+Hot-path rules, because every call pays for this module:
+
+- attribute dicts are built once per (service, method, port[, status, error]) and cached
+  on the route; OpenTelemetry copies them, so sharing is safe;
+- a span that is not recording gets no ``set_attribute`` calls;
+- no context is attached or detached: spans take their parent explicitly, and the trace
+  context is injected into the attempt's own header list only when there is one to carry;
+- hook event records are built only when the client has hooks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import attrs
+import httpx
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.context import (
+    _SUPPRESS_HTTP_INSTRUMENTATION_KEY,
+    _SUPPRESS_INSTRUMENTATION_KEY,
+    Context,
+    get_current,
+)
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.propagators.textmap import Setter
+from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode, set_span_in_context
+
+from . import _names as n
+from .hooks import (
+    AttemptFinished,
+    BreakerTransition,
+    BudgetExhausted,
+    EndpointEjected,
+    EndpointReadmitted,
+    Event,
+    Hook,
+    RetryScheduled,
+)
+
+if TYPE_CHECKING:
+    from ._call import Call
+    from ._endpoint import EndpointState
+    from ._service import Route
+
+__all__ = ["MeshTelemetry", "RouteTelemetry", "Telemetry", "redact_url", "set_header"]
+
+logger = logging.getLogger("meshclient")
+
+try:
+    _VERSION: str | None = metadata.version("meshclient")
+except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    _VERSION = None
+
+_ERROR: Final = Status(StatusCode.ERROR)
+_KNOWN_METHODS: Final = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
+)
+#: Query parameters whose values are secrets (semantic conventions' default list).
+_SECRET_PARAMS: Final = frozenset({"AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"})
+_REDACTED: Final = "REDACTED"
+#: Attribute dicts cached per route; beyond this (odd methods, many statuses) build afresh.
+_CACHE_LIMIT: Final = 512
+
+
+def _check_hooks(_inst: object, _attr: object, value: tuple[object, ...]) -> None:
+    for hook in value:
+        if not callable(hook):
+            raise TypeError(f"Telemetry.hooks must be callables taking an event, got {hook!r}")
+
+
+def _check_provider(method: str) -> Any:
+    def validate(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+        if value is not None and not callable(getattr(value, method, None)):
+            raise TypeError(
+                f"Telemetry.{attr.name} must be an OpenTelemetry {attr.name} or None, got {value!r}"
+            )
+
+    return validate
+
+
+@attrs.frozen
+class Telemetry:
+    """Where a client's spans, metrics and hook events go.
+
+    ``tracer_provider`` / ``meter_provider``: OpenTelemetry providers; ``None`` (the
+    default) means the global ones, resolved lazily, so an SDK configured after the client
+    was built is still used. ``hooks``: callables fed each event (``meshclient.hooks``).
+    """
+
+    tracer_provider: trace.TracerProvider | None = attrs.field(
+        default=None, validator=_check_provider("get_tracer")
+    )
+    meter_provider: metrics.MeterProvider | None = attrs.field(
+        default=None, validator=_check_provider("get_meter")
+    )
+    hooks: tuple[Hook, ...] = attrs.field(default=(), converter=tuple, validator=_check_hooks)
+
+
+class _RouteSource(Protocol):
+    def all_routes(self) -> list[Route]: ...
+
+
+class _Instruments:
+    """The instruments of one meter provider, shared by every client that uses it.
+
+    The observable instruments read live route state through one callback per provider,
+    over a weak set of transports, so closing or dropping a client unregisters it.
+    """
+
+    def __init__(self, meter: metrics.Meter) -> None:
+        self.attempt_duration = meter.create_histogram(
+            n.METRIC_ATTEMPT_DURATION,
+            unit="s",
+            description="Duration of HTTP client requests (one per attempt).",
+            explicit_bucket_boundaries_advisory=n.DURATION_BUCKETS,
+        )
+        self.call_duration = meter.create_histogram(
+            n.METRIC_CALL_DURATION,
+            unit="s",
+            description="Duration of logical calls, all attempts and backoff included.",
+            explicit_bucket_boundaries_advisory=n.DURATION_BUCKETS,
+        )
+        self.retries = meter.create_counter(
+            n.METRIC_RETRIES, unit="{retry}", description="Retries scheduled."
+        )
+        self.budget_exhausted = meter.create_counter(
+            n.METRIC_BUDGET_EXHAUSTED,
+            unit="{retry}",
+            description="Retries refused because the retry budget was empty.",
+        )
+        self.ejections = meter.create_counter(
+            n.METRIC_EJECTIONS, unit="{ejection}", description="Endpoints ejected."
+        )
+        self.breaker_transitions = meter.create_counter(
+            n.METRIC_BREAKER_TRANSITIONS,
+            unit="{transition}",
+            description="Circuit breaker state transitions.",
+        )
+        self.sources: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        meter.create_observable_up_down_counter(
+            n.METRIC_IN_FLIGHT,
+            callbacks=[self._observe_in_flight],
+            unit="{request}",
+            description="Attempts sent and not yet finished.",
+        )
+        meter.create_observable_gauge(
+            n.METRIC_ENDPOINTS_AVAILABLE,
+            callbacks=[self._observe_available],
+            unit="{endpoint}",
+            description="Endpoints the balancer can pick.",
+        )
+
+    def add_source(self, source: _RouteSource) -> None:
+        with self._lock:
+            self.sources.add(source)
+
+    def remove_source(self, source: _RouteSource) -> None:
+        with self._lock:
+            self.sources.discard(source)
+
+    def _routes(self) -> Iterator[Route]:
+        with self._lock:
+            sources: list[_RouteSource] = list(self.sources)
+        for source in sources:
+            yield from source.all_routes()
+
+    def _observe_in_flight(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(
+                sum(state.outstanding for state in route.states.values()),
+                route.telemetry.service_attrs,
+            )
+            for route in self._routes()
+        ]
+
+    def _observe_available(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(len(route.picker.endpoints), route.telemetry.service_attrs)
+            for route in self._routes()
+            if route.rewrite
+        ]
+
+
+_INSTRUMENTS: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
+_INSTRUMENTS_LOCK: Final = threading.Lock()
+
+
+def _instruments_for(provider: metrics.MeterProvider | None) -> _Instruments:
+    """One set of instruments per provider: a second client must not register them twice."""
+    if provider is None:
+        provider = metrics.get_meter_provider()
+    with _INSTRUMENTS_LOCK:
+        try:
+            instruments = _INSTRUMENTS.get(provider)
+        except TypeError:  # pragma: no cover - a provider that cannot be weakly referenced
+            instruments = None
+        if instruments is None:
+            instruments = _Instruments(provider.get_meter(n.SCOPE, _VERSION))
+            with contextlib.suppress(TypeError):  # not weakly referenceable: no sharing
+                _INSTRUMENTS[provider] = instruments
+        return instruments
+
+
+class _Hooks:
+    """The live hooks of one client; a hook that raises is logged once and dropped."""
+
+    __slots__ = ("_lock", "active")
+
+    def __init__(self, hooks: Iterable[Hook]) -> None:
+        self.active: tuple[Hook, ...] = tuple(hooks)
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        for hook in self.active:
+            try:
+                hook(event)
+            except Exception:
+                with self._lock:
+                    if hook not in self.active:
+                        continue
+                    self.active = tuple(h for h in self.active if h is not hook)
+                logger.exception(
+                    "meshclient hook %r raised on %s; it is disabled for this client",
+                    hook,
+                    type(event).__name__,
+                )
+
+
+class _HeaderSetter(Setter[list[tuple[bytes, bytes]]]):
+    """Sets a header in an attempt's own header list, replacing any copy the caller sent."""
+
+    def set(self, carrier: list[tuple[bytes, bytes]], key: str, value: str) -> None:
+        set_header(carrier, key.lower().encode("ascii"), value.encode("latin-1"))
+
+
+_SETTER: Final = _HeaderSetter()
+
+
+def set_header(headers: list[tuple[bytes, bytes]], name: bytes, value: bytes) -> None:
+    """Replace (or add) one lower-case header in an attempt's header list."""
+    for index in range(len(headers) - 1, -1, -1):
+        if headers[index][0].lower() == name:
+            del headers[index]
+    headers.append((name, value))
+
+
+def redact_url(url: httpx.URL) -> str:
+    """``url.full`` as the semantic conventions want it: no credentials, no signatures."""
+    if url.userinfo:
+        url = url.copy_with(username=_REDACTED, password=_REDACTED)
+    if url.query:
+        params = url.params
+        if any(key in _SECRET_PARAMS for key in params):
+            url = url.copy_with(
+                params=[
+                    (key, _REDACTED if key in _SECRET_PARAMS else value)
+                    for key, value in params.multi_items()
+                ]
+            )
+    return str(url)
+
+
+class MeshTelemetry:
+    """A transport's telemetry: tracer, instruments, hooks and the deadline header."""
+
+    def __init__(self, telemetry: Telemetry, deadline_header: str | None) -> None:
+        self.tracer = trace.get_tracer(n.SCOPE, _VERSION, tracer_provider=telemetry.tracer_provider)
+        self.instruments = _instruments_for(telemetry.meter_provider)
+        self.hooks = _Hooks(telemetry.hooks)
+        self.deadline_header = (
+            None if deadline_header is None else deadline_header.lower().encode("ascii")
+        )
+
+    def route(self, service: str, *, rewrite: bool) -> RouteTelemetry:
+        return RouteTelemetry(self, service, rewrite=rewrite)
+
+    def watch(self, source: _RouteSource) -> None:
+        """Report ``source``'s routes in the observable metrics while it is alive."""
+        self.instruments.add_source(source)
+
+    def unwatch(self, source: _RouteSource) -> None:
+        self.instruments.remove_source(source)
+
+
+class RouteTelemetry:
+    """Telemetry of one route: cached attribute dicts and the methods ``Call`` reports to."""
+
+    __slots__ = (
+        "_attempt_attrs",
+        "_attempt_metric_attrs",
+        "_call_attrs",
+        "_call_metric_attrs",
+        "_counter_attrs",
+        "deadline_header",
+        "hooks",
+        "instruments",
+        "service",
+        "service_attrs",
+        "tracer",
+    )
+
+    def __init__(self, mesh: MeshTelemetry, service: str, *, rewrite: bool) -> None:
+        self.service = service
+        self.tracer = mesh.tracer
+        self.instruments = mesh.instruments
+        self.hooks = mesh.hooks
+        #: Only requests to mesh services carry the deadline; pass-through hosts do not.
+        self.deadline_header = mesh.deadline_header if rewrite else None
+        self.service_attrs: dict[str, Any] = {n.SERVICE: service}
+        self._call_attrs: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
+        self._attempt_attrs: dict[tuple[str, int, str], dict[str, Any]] = {}
+        self._attempt_metric_attrs: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._call_metric_attrs: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._counter_attrs: dict[tuple[str, str, str | None], dict[str, Any]] = {}
+
+    # -- cached attribute dicts -------------------------------------------------------------
+
+    @staticmethod
+    def _method_attrs(method: str) -> dict[str, Any]:
+        if method in _KNOWN_METHODS:
+            return {n.HTTP_REQUEST_METHOD: method}
+        return {n.HTTP_REQUEST_METHOD: "_OTHER", n.HTTP_REQUEST_METHOD_ORIGINAL: method}
+
+    def _cache(self, cache: dict[Any, Any], key: Any, value: Any) -> Any:
+        if len(cache) < _CACHE_LIMIT:
+            cache[key] = value
+        return value
+
+    def _call_start(self, method: str, port: int) -> tuple[str, dict[str, Any]]:
+        key = (method, port)
+        found = self._call_attrs.get(key)
+        if found is None:
+            # Not an HTTP span: the service is enough (its attempts carry the HTTP details).
+            attributes = {n.SERVICE: self.service, **self._method_attrs(method)}
+            name = f"{method if method in _KNOWN_METHODS else 'HTTP'} {self.service}"
+            found = self._cache(self._call_attrs, key, (name, attributes))
+        return found
+
+    def _attempt_start(self, endpoint: EndpointState, method: str, port: int) -> dict[str, Any]:
+        key = (method, port, endpoint.address)
+        found = self._attempt_attrs.get(key)
+        if found is None:
+            found = self._cache(
+                self._attempt_attrs,
+                key,
+                {
+                    **self._method_attrs(method),
+                    n.SERVER_ADDRESS: self.service,
+                    n.SERVER_PORT: port,
+                    n.NETWORK_PEER_ADDRESS: endpoint.host,
+                    n.NETWORK_PEER_PORT: endpoint.port,
+                },
+            )
+        return found
+
+    def _attempt_metric(
+        self, method: str, port: int, status: int | None, error: str | None
+    ) -> dict[str, Any]:
+        key = (method, port, status, error)
+        found = self._attempt_metric_attrs.get(key)
+        if found is None:
+            attributes = {
+                **self._method_attrs(method),
+                n.SERVER_ADDRESS: self.service,
+                n.SERVER_PORT: port,
+            }
+            if status is not None:
+                attributes[n.HTTP_RESPONSE_STATUS_CODE] = status
+            if error is not None:
+                attributes[n.ERROR_TYPE] = error
+            found = self._cache(self._attempt_metric_attrs, key, attributes)
+        return found
+
+    def _call_metric(self, method: str, outcome: str, error: str | None) -> dict[str, Any]:
+        key = (method, outcome, error)
+        found = self._call_metric_attrs.get(key)
+        if found is None:
+            attributes = {n.SERVICE: self.service, **self._method_attrs(method), n.OUTCOME: outcome}
+            if error is not None:
+                attributes[n.ERROR_TYPE] = error
+            found = self._cache(self._call_metric_attrs, key, attributes)
+        return found
+
+    def _counter(self, method: str, kind: str, reason: str | None) -> dict[str, Any]:
+        key = (method, kind, reason)
+        found = self._counter_attrs.get(key)
+        if found is None:
+            attributes = {n.SERVICE: self.service, **self._method_attrs(method)}
+            if reason is not None:
+                attributes[n.ERROR_TYPE] = reason
+            found = self._cache(self._counter_attrs, key, attributes)
+        return found
+
+    # -- the call's life --------------------------------------------------------------------
+
+    def call_started(self, call: Call, now: float) -> None:
+        """Start the logical call's INTERNAL span; attempts become its children."""
+        ctx = get_current()
+        if ctx and (
+            ctx.get(_SUPPRESS_INSTRUMENTATION_KEY) or ctx.get(_SUPPRESS_HTTP_INSTRUMENTATION_KEY)
+        ):
+            call.span = INVALID_SPAN
+            call.parent = None
+            return
+        name, attributes = self._call_start(call.request.method, call.port)
+        span = self.tracer.start_span(name, ctx, SpanKind.INTERNAL, attributes)
+        call.span = span
+        if span is INVALID_SPAN:
+            call.parent = ctx  # nothing to add: a no-op tracer without a parent
+            return
+        call.parent = set_span_in_context(span, ctx)
+        if call.deadline is not None and span.is_recording():
+            span.set_attribute(n.DEADLINE_REMAINING, call.deadline - now)
+            if call.inherited:
+                span.set_attribute(n.DEADLINE_INHERITED, True)
+
+    def attempt_started(
+        self, call: Call, endpoint: EndpointState, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        """Start the attempt's CLIENT span and inject its trace context into ``headers``."""
+        parent = call.parent
+        if parent is None:  # instrumentation suppressed by the caller
+            call.attempt_span = INVALID_SPAN
+            return
+        method = call.request.method
+        attributes = self._attempt_start(endpoint, method, call.port)
+        if call.attempts:
+            attributes = {**attributes, n.HTTP_REQUEST_RESEND_COUNT: call.attempts}
+        span = self.tracer.start_span(
+            method if method in _KNOWN_METHODS else "HTTP", parent, SpanKind.CLIENT, attributes
+        )
+        call.attempt_span = span
+        if span is INVALID_SPAN:
+            if not parent:
+                return  # no span and no incoming context: nothing to propagate
+            inject: Context = parent
+        else:
+            if span.is_recording():
+                span.set_attribute(n.URL_FULL, redact_url(call.request.url))
+            inject = set_span_in_context(span, parent)
+        propagate.get_global_textmap().inject(headers, inject, _SETTER)
+
+    def attempt_ended(self, call: Call, now: float, cancelled: bool) -> None:
+        """End the attempt's span and record its duration (from ``Call.release``)."""
+        status = call.status
+        error = call.error_type
+        span = call.attempt_span
+        if span.is_recording():
+            if status is not None:
+                span.set_attribute(n.HTTP_RESPONSE_STATUS_CODE, status)
+            if error is not None:
+                span.set_attribute(n.ERROR_TYPE, error)
+                span.set_status(_ERROR)
+        span.end()
+        request = call.request
+        duration = now - call.sent_at
+        if not cancelled:
+            self.instruments.attempt_duration.record(
+                duration,
+                self._attempt_metric(request.method, call.port, status, error),
+            )
+        if self.hooks.active:
+            self.hooks.emit(
+                AttemptFinished(
+                    service=self.service,
+                    method=request.method,
+                    endpoint=call.endpoint.address,
+                    attempt=call.attempts,
+                    status_code=status,
+                    error_type=error,
+                    duration=duration,
+                    cancelled=cancelled,
+                )
+            )
+
+    def retry_scheduled(self, call: Call, delay: float, reason: str) -> None:
+        span = call.span
+        if span.is_recording():
+            span.add_event(
+                n.EVENT_RETRY,
+                {
+                    n.ATTEMPT: call.attempts,
+                    n.RETRY_DELAY: delay,
+                    n.ERROR_TYPE: reason,
+                    n.NETWORK_PEER_ADDRESS: call.endpoint.host,
+                    n.NETWORK_PEER_PORT: call.endpoint.port,
+                },
+            )
+        method = call.request.method
+        self.instruments.retries.add(1, self._counter(method, "retry", reason))
+        if self.hooks.active:
+            self.hooks.emit(
+                RetryScheduled(
+                    service=self.service,
+                    method=method,
+                    endpoint=call.endpoint.address,
+                    attempt=call.attempts,
+                    reason=reason,
+                    delay=delay,
+                )
+            )
+
+    def budget_exhausted(self, call: Call, reason: str) -> None:
+        span = call.span
+        if span.is_recording():
+            span.add_event(
+                n.EVENT_BUDGET_EXHAUSTED, {n.ATTEMPT: call.attempts, n.ERROR_TYPE: reason}
+            )
+        method = call.request.method
+        self.instruments.budget_exhausted.add(1, self._counter(method, "budget", None))
+        if self.hooks.active:
+            self.hooks.emit(
+                BudgetExhausted(
+                    service=self.service, method=method, attempt=call.attempts, reason=reason
+                )
+            )
+
+    def deadline_stops_retry(self, call: Call, delay: float) -> None:
+        span = call.span
+        if span.is_recording():
+            span.add_event(
+                n.EVENT_DEADLINE_EXCEEDED, {n.ATTEMPT: call.attempts, n.RETRY_DELAY: delay}
+            )
+
+    def call_ended(self, call: Call, now: float, outcome: str, error: str | None) -> None:
+        span = call.span
+        if span.is_recording():
+            span.set_attribute(n.ATTEMPTS, call.attempts)
+            span.set_attribute(n.OUTCOME, outcome)
+            if error is not None:
+                span.set_attribute(n.ERROR_TYPE, error)
+            if outcome == n.OUTCOME_ERROR or outcome == n.OUTCOME_SERVER_ERROR:
+                span.set_status(_ERROR)
+        span.end()
+        self.instruments.call_duration.record(
+            now - call.start, self._call_metric(call.request.method, outcome, error)
+        )
+
+    # -- extension points for endpoint health (emitted by the health layer) -------------------
+
+    def endpoint_ejected(self, endpoint: str, reason: str, duration: float) -> None:
+        self.instruments.ejections.add(1, {n.SERVICE: self.service, n.REASON: reason})
+        if self.hooks.active:
+            self.hooks.emit(EndpointEjected(self.service, endpoint, reason, duration))
+
+    def endpoint_readmitted(self, endpoint: str) -> None:
+        if self.hooks.active:
+            self.hooks.emit(EndpointReadmitted(self.service, endpoint))
+
+    def breaker_transition(self, from_state: str, to_state: str, reason: str = "") -> None:
+        self.instruments.breaker_transitions.add(
+            1, {n.SERVICE: self.service, n.BREAKER_FROM: from_state, n.BREAKER_TO: to_state}
+        )
+        if self.hooks.active:
+            self.hooks.emit(BreakerTransition(self.service, from_state, to_state, reason))
