@@ -1,4 +1,4 @@
-"""Tasks: `nox -s tests` (the CI suite), `lint`, `typecheck`, `bench`."""
+"""Tasks: `nox -s tests` (the CI suite), `lint`, `typecheck`, `bench`, `demo`, `docs`."""
 
 from __future__ import annotations
 
@@ -43,3 +43,19 @@ def bench(session: nox.Session) -> None:
     """Ratios against raw httpx measured in the same run; writes bench-results.json."""
     session.install(".", *group("bench"))
     session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """A local mesh; the same traffic through httpx and meshclient (`-- --duration 60`)."""
+    session.install("-e", ".[demo]")
+    session.run("python", "-m", "meshclient.demo", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """The documentation, offline, warnings as errors: build/docs/index.html."""
+    session.install("-e", ".", *group("docs"))
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "build/docs", *session.posargs
+    )

@@ -185,6 +185,9 @@ def test_no_body_statuses_and_head_keep_framing(backend_factory: MakeBackend) ->
         ({"hang": True, "close_mid_response": True}, "at most one fault"),
         ({"headers": {"bad\nname": "x"}}, "header"),
         ({"retry_after": "1\r\nx: y"}, "retry_after"),
+        ({"fail_rate": 1.5}, "fail_rate"),
+        ({"fail_rate": True}, "fail_rate"),
+        ({"fail_status": 700}, "fail_status"),
     ],
 )
 def test_invalid_behaviour_names_the_field(kwargs: dict[str, object], message: str) -> None:
@@ -451,6 +454,60 @@ def test_process_entry_point_serves_until_sigterm(tmp_path: Path) -> None:
         if process.stdout is not None:
             process.stdout.close()
     assert b"Traceback" not in (tmp_path / "stderr.log").read_bytes()
+
+
+def _flaky_statuses(backend: Backend, n: int) -> list[int]:
+    with client() as http:
+        return [http.get(backend.url).status_code for _ in range(n)]
+
+
+def test_fail_rate_answers_that_share_with_fail_status(backend_factory: MakeBackend) -> None:
+    """A flaky instance: about ``fail_rate`` of the requests get ``fail_status``, the rest 200."""
+    backend = backend_factory("flaky", seed=7)
+    backend.behave(fail_rate=0.3, fail_status=503, delay=0.0)
+    statuses = _flaky_statuses(backend, 200)
+    assert set(statuses) == {200, 503}
+    assert 0.2 <= statuses.count(503) / len(statuses) <= 0.4
+
+
+def test_fail_rate_is_repeatable_for_the_same_seed(backend_factory: MakeBackend) -> None:
+    first = backend_factory("one", seed=3)
+    second = backend_factory("two", seed=3)
+    for backend in (first, second):
+        backend.behave(fail_rate=0.5, fail_status=502)
+    assert _flaky_statuses(first, 40) == _flaky_statuses(second, 40)
+
+
+def test_fail_rate_extremes(backend_factory: MakeBackend) -> None:
+    backend = backend_factory("extremes")
+    backend.behave(fail_rate=1.0, fail_status=500)
+    assert set(_flaky_statuses(backend, 5)) == {500}
+    backend.behave(fail_rate=0.0, status=201)
+    assert set(_flaky_statuses(backend, 5)) == {201}
+
+
+def test_process_entry_point_takes_a_fail_rate(tmp_path: Path) -> None:
+    package_root = Path(meshclient.testing.__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(package_root)}
+    argv = [sys.executable, "-m", "meshclient.testing", "--fail-rate", "1", "--fail-status", "502"]
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, start_new_session=True
+    )
+    try:
+        assert process.stdout is not None
+        readable, _, _ = select.select([process.stdout], [], [], 20)
+        assert readable, "no 'ready' line within 20 s"
+        port = process.stdout.readline().decode().split()[1]
+        with client() as http:
+            assert http.get(f"http://127.0.0.1:{port}/").status_code == 502
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 # -- the CI switch in conftest ------------------------------------------------------------------

@@ -17,6 +17,7 @@ import contextlib
 import ipaddress
 import json
 import math
+import random
 import signal
 import socket
 import ssl
@@ -121,6 +122,11 @@ def _check_retry_after(_: Any, attribute: attrs.Attribute[Any], value: object) -
     )
 
 
+def _check_rate(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"Behaviour.{attribute.name} must be a number in [0, 1], got {value!r}")
+
+
 def _check_flag(_: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"Behaviour.{attribute.name} must be a bool, got {value!r}")
@@ -185,6 +191,10 @@ class Behaviour:
     (``content-length: 1000``) and 10 body bytes, then closes; ``close_before_response`` records
     the request and closes without a byte. ``body=None`` means the JSON body
     ``{"backend": <name>, "n": <request number>}``.
+
+    ``fail_rate`` (0..1) makes a flaky instance: that share of requests, drawn from the
+    backend's seeded RNG (``Backend(seed=...)``, so a run is repeatable for the same sequence
+    of requests), is answered with ``fail_status`` (default 503) instead of ``status``.
     """
 
     status: int = attrs.field(default=200, validator=_check_status)
@@ -198,6 +208,8 @@ class Behaviour:
         default=(), converter=_to_headers, validator=_check_headers
     )
     content_type: str = attrs.field(default="application/json", validator=_check_content_type)
+    fail_rate: float = attrs.field(default=0.0, validator=_check_rate)
+    fail_status: int = attrs.field(default=503, validator=_check_status)
 
 
 @attrs.frozen
@@ -283,6 +295,7 @@ class Backend:
         record: bool = True,
         admin: bool = True,
         ssl_context: ssl.SSLContext | None = None,
+        seed: int | None = 0,
     ) -> None:
         if not name or not _header_safe(name):
             raise ValueError(f"Backend name must be a non-empty one-line ASCII str, got {name!r}")
@@ -296,6 +309,9 @@ class Backend:
         self._name_json = json.dumps(name).encode("ascii")
         self._behaviour = Behaviour()
         self._script: deque[Behaviour] = deque()
+        #: Draws ``fail_rate`` failures; seeded so a flaky backend fails the same requests.
+        self._rng = random.Random(seed)
+        self._failing: tuple[Behaviour | None, Behaviour] = (None, Behaviour())
         # One condition guards the counters, the recording and the script queue.
         self._cond = threading.Condition(threading.Lock())
         self._requests: list[Recorded] = []
@@ -396,6 +412,8 @@ class Backend:
         close_before_response: bool = False,
         headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
         content_type: str = "application/json",
+        fail_rate: float = 0.0,
+        fail_status: int = 503,
     ) -> Behaviour:
         """Replace the steady behaviour (and drop any ``script``); no arguments = healthy."""
         behaviour = Behaviour(
@@ -408,6 +426,8 @@ class Backend:
             close_before_response=close_before_response,
             headers=headers,
             content_type=content_type,
+            fail_rate=fail_rate,
+            fail_status=fail_status,
         )
         with self._cond:
             self._script.clear()
@@ -681,8 +701,18 @@ class Backend:
             if self._record:
                 self._requests.append(Recorded(method, path, headers, body, now, query))
             behaviour = self._script.popleft() if self._script else self._behaviour
+            if behaviour.fail_rate and self._rng.random() < behaviour.fail_rate:
+                behaviour = self._failing_twin(behaviour)
             self._cond.notify_all()
         return n, behaviour
+
+    def _failing_twin(self, behaviour: Behaviour) -> Behaviour:
+        """``behaviour`` answering ``fail_status`` (cached: the response head cache keys on it)."""
+        source, twin = self._failing
+        if source is not behaviour:
+            twin = attrs.evolve(behaviour, status=behaviour.fail_status, fail_rate=0.0)
+            self._failing = (behaviour, twin)
+        return twin
 
     def _head(self, behaviour: Behaviour, length: int | None, *, keep_alive: bool) -> bytes:
         cached, prefix = self._prefix_cache
@@ -777,6 +807,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
     parser.add_argument("--status", type=int, default=200)
     parser.add_argument(
+        "--fail-rate", type=float, default=0.0, help="share of requests answered --fail-status"
+    )
+    parser.add_argument("--fail-status", type=int, default=503)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the --fail-rate draws")
+    parser.add_argument(
         "--record", action="store_true", help="keep every request in memory (off: count only)"
     )
     args = parser.parse_args(argv)
@@ -788,8 +823,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # An ignored signal is discarded before sigwait() can see it, and shells start
         # background jobs with SIGINT ignored.
         signal.signal(signum, signal.SIG_DFL)
-    backend = Backend(args.name, port=args.port, host=args.host, record=args.record)
-    backend.behave(status=args.status, delay=args.delay)
+    backend = Backend(args.name, port=args.port, host=args.host, record=args.record, seed=args.seed)
+    backend.behave(
+        status=args.status,
+        delay=args.delay,
+        fail_rate=args.fail_rate,
+        fail_status=args.fail_status,
+    )
     with backend:
         print(f"ready {backend.port}", flush=True)
         signal.sigwait(stop_signals)
