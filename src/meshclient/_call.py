@@ -27,7 +27,7 @@ from ._context import inherited_deadline
 from ._deadline import clip_timeouts
 from ._endpoint import EndpointState
 from ._errors_map import NEVER_SENT, to_httpx
-from ._exceptions import DeadlineExceeded, NoEndpointsError
+from ._exceptions import CircuitOpenError, DeadlineExceeded, NoEndpointsError, ThrottledError
 from ._names import OUTCOME_CANCELLED, OUTCOME_ERROR, OUTCOME_SERVER_ERROR, OUTCOME_SUCCESS
 from ._policy import UNSET, Policy
 from ._pool import EndpointPool
@@ -45,6 +45,8 @@ _RETRY_AFTER = b"retry-after"
 #: Decisions reported after the attempt they concern has ended (see ``release``).
 _RETRY, _BUDGET_REFUSED, _DEADLINE_REFUSED = 1, 2, 3
 _FAILED = frozenset({OUTCOME_ERROR, OUTCOME_SERVER_ERROR})
+#: Statuses by which a server refuses work: not "accepted" for adaptive throttling.
+_NOT_ACCEPTED = frozenset({429, 503})
 
 
 class Call:
@@ -58,6 +60,7 @@ class Call:
     __slots__ = (
         "attempt_span",
         "attempts",
+        "breaker_permit",
         "clock",
         "deadline",
         "decision",
@@ -65,21 +68,25 @@ class Call:
         "endpoint",
         "error_type",
         "inherited",
+        "local",
         "outcome",
         "parent",
         "policy",
         "pool",
         "port",
+        "probing",
         "released",
         "request",
         "rng",
         "route",
         "sent_at",
         "shard",
+        "slot_held",
         "span",
         "start",
         "status",
         "telemetry",
+        "throttled",
         "tried",
     )
 
@@ -120,12 +127,59 @@ class Call:
         #: How the call ends, once that is decided; ``ended`` once it is reported.
         self.outcome: str | None = None
         self.ended = False
+        #: Admission held by this call, each given back exactly once in ``_end``.
+        self.throttled = self.breaker_permit = self.slot_held = False
+        #: Rejected locally (admission), so the breaker does not count it as an outcome.
+        self.local = False
+        #: The current attempt is the one probe of an endpoint whose ejection expired.
+        self.probing = False
         route.budget.deposit()
         self.telemetry = route.telemetry
         self.span: Any = None
         self.parent: Any = None
         self.attempt_span: Any = None
         self.telemetry.call_started(self, now)
+
+    # -- admission -------------------------------------------------------------------------
+
+    def admit(self) -> None:
+        """Throttle and breaker: reject before any work; a rejection is never retried.
+
+        The bulkhead, which may wait, is taken by the transport (``hold_slot``).
+        """
+        route = self.route
+        throttle = route.throttle
+        if throttle is not None:
+            self.throttled = True
+            if not throttle.allow():
+                self.local = True
+                raise self._fail(
+                    ThrottledError(
+                        f"service {route.name!r} is rejecting calls locally: too few of the "
+                        "recent ones were accepted (adaptive throttling)",
+                        request=self.request,
+                    )
+                )
+        breaker = route.breaker
+        if breaker is not None:
+            if not breaker.try_acquire():
+                self.local = True
+                raise self._fail(
+                    CircuitOpenError(
+                        f"circuit breaker of service {route.name!r} is {breaker.state}",
+                        request=self.request,
+                    )
+                )
+            self.breaker_permit = True
+
+    def hold_slot(self) -> None:
+        """The transport took a bulkhead slot for this call; ``_end`` gives it back."""
+        self.slot_held = True
+
+    def reject(self, error: _E) -> _E:
+        """Admission refused the call (a full bulkhead): it ends with ``error``."""
+        self.local = True
+        return self._fail(error)
 
     # -- attempts --------------------------------------------------------------------------
 
@@ -152,7 +206,22 @@ class Call:
                     elapsed=now - self.start,
                 )
             )
-        endpoint = picker.pick(self.tried, now)
+        endpoint = None
+        health = route.health
+        if health is not None:
+            if health.version != route.health_version:
+                route.refresh()
+                picker = route.picker
+            if now >= health.next_probe_at:
+                candidate = health.probe_candidate(now)
+                if candidate is not None:
+                    if candidate in self.tried:
+                        health.release_probe(candidate)
+                    else:
+                        endpoint = candidate
+                        self.probing = True
+        if endpoint is None:
+            endpoint = picker.pick(self.tried, now)
         request = self.request
         url = request.url
         scheme = url.raw_scheme
@@ -208,6 +277,11 @@ class Call:
             self.released = True
             endpoint.outstanding -= 1
             self.pool.release(self.shard)
+        if self.probing:  # ended without an outcome: another probe may go
+            self.probing = False
+            health = self.route.health
+            if health is not None:
+                health.release_probe(endpoint)
         now = self.clock()
         telemetry = self.telemetry
         telemetry.attempt_ended(self, now, cancelled)
@@ -247,6 +321,8 @@ class Call:
         self.status = status
         if status >= 400:
             self.error_type = str(status)  # semantic conventions: the status code
+        if self.route.health is not None:
+            self._health(status < 500, now)
         retry = self.policy.retry
         if retry is None or retry is UNSET or status not in retry.statuses:
             self._observe(now - self.sent_at, now)
@@ -277,6 +353,8 @@ class Call:
         """Seconds to wait before a retry, or raises the error the caller should see."""
         now = self.clock()
         self._observe_failure(now)
+        if self.route.health is not None and not isinstance(exc, httpcore.PoolTimeout):
+            self._health(False, now)  # a full local pool says nothing about the endpoint
         error = to_httpx(exc)
         self.error_type = type(error).__qualname__
         self.tried += (self.endpoint,)
@@ -344,6 +422,23 @@ class Call:
             return
         self.ended = True
         outcome = self.outcome or OUTCOME_CANCELLED
+        route = self.route
+        if self.slot_held:
+            self.slot_held = False
+            route.bulkhead.release()  # type: ignore[union-attr]
+        if self.breaker_permit:
+            self.breaker_permit = False
+            breaker = route.breaker
+            assert breaker is not None
+            if outcome == OUTCOME_CANCELLED or self.local:
+                breaker.release_unused()
+            else:
+                breaker.on_result(outcome == OUTCOME_SUCCESS, now - self.start)
+        if self.throttled:
+            self.throttled = False
+            route.throttle.record(  # type: ignore[union-attr]
+                outcome == OUTCOME_SUCCESS and self.status not in _NOT_ACCEPTED
+            )
         error = self.error_type if outcome in _FAILED else None
         self.telemetry.call_ended(self, now, outcome, error)
 
@@ -357,6 +452,16 @@ class Call:
         if idempotent is UNSET:
             return is_idempotent(self.request.method, self.request.headers.raw)
         return idempotent
+
+    def _health(self, ok: bool, now: float) -> None:
+        """Tell endpoint health how the attempt went; a transition rebuilds the picker."""
+        probe = self.probing
+        self.probing = False
+        transitions = self.route.health.record(  # type: ignore[union-attr]
+            self.endpoint, ok, now, probe=probe
+        )
+        if transitions:
+            self.route.report(transitions)
 
     def _observe(self, latency: float, now: float) -> None:
         endpoint = self.endpoint

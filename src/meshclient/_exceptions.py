@@ -6,6 +6,8 @@ Every error is an ``httpx.TransportError``, so ``except httpx.RequestError`` kee
     └── MeshError                  what happened: attempts, endpoints tried, elapsed
         ├── NoEndpointsError       discovery has no endpoint for the service
         ├── CircuitOpenError       the service breaker rejected the call (never retried)
+        ├── BulkheadFullError      the service's concurrency limit is reached (never retried)
+        ├── ThrottledError         adaptive throttling rejected the call locally (never retried)
         └── DeadlineExceeded       the call's total timeout ran out (also httpx.TimeoutException)
 """
 
@@ -15,7 +17,13 @@ from collections.abc import Sequence
 
 import httpx
 
-__all__ = ["CircuitOpenError", "DeadlineExceeded", "MeshError", "NoEndpointsError"]
+__all__ = [
+    "CircuitOpenError",
+    "DeadlineExceeded",
+    "MeshError",
+    "NoEndpointsError",
+    "ThrottledError",
+]
 
 
 class MeshError(httpx.TransportError):
@@ -45,6 +53,10 @@ class NoEndpointsError(MeshError):
 
 class CircuitOpenError(MeshError):
     """The service's circuit breaker is open: the call failed without touching the network."""
+
+
+class ThrottledError(MeshError):
+    """Adaptive throttling refused the call locally because the service refuses much of its work."""
 
 
 class DeadlineExceeded(MeshError, httpx.TimeoutException):

@@ -8,9 +8,11 @@ field: per call over service over client over the library defaults, so a per-cal
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any, Final, TypeAlias
 
 import attrs
+import httpx
 
 from ._deadline import Timeout
 from ._retry import Retry
@@ -35,6 +37,10 @@ UNSET: Final = Unset.UNSET
 TimeoutField: TypeAlias = Timeout | Unset | None
 RetryField: TypeAlias = Retry | Unset | None
 IdempotentField: TypeAlias = bool | Unset
+#: ``fallback(request, error)`` → a response to use instead, or ``None`` to raise ``error``
+#: (with an ``AsyncClient`` it may be a coroutine function).
+Fallback: TypeAlias = Callable[[httpx.Request, Exception], Any]
+FallbackField: TypeAlias = Fallback | Unset | None
 
 
 def _to_timeout(value: Any) -> Any:
@@ -55,6 +61,14 @@ def _check_retry(_inst: object, _attr: object, value: object) -> None:
         raise TypeError(f"Policy.retry must be a Retry or None, got {value!r}")
 
 
+def _check_fallback(_inst: object, _attr: object, value: object) -> None:
+    if value is not None and not isinstance(value, Unset) and not callable(value):
+        raise TypeError(
+            f"Policy.fallback must be a callable (request, error) -> response or None, "
+            f"got {value!r}"
+        )
+
+
 def _check_idempotent(_inst: object, _attr: object, value: object) -> None:
     if not isinstance(value, bool | Unset):
         raise TypeError(f"Policy.idempotent must be True or False, got {value!r}")
@@ -68,6 +82,9 @@ class Policy:
     ``retry``: a ``Retry``; ``None`` sends every request once.
     ``idempotent``: ``True`` lets a request that reached a server be sent again; unset
     decides by method (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) and ``Idempotency-Key``.
+    ``fallback``: called with the request and the error when a call fails (open breaker,
+    full bulkhead, throttled, attempts exhausted on an error); its response, if not
+    ``None``, is returned instead of raising.
     """
 
     timeout: TimeoutField = attrs.field(
@@ -75,6 +92,7 @@ class Policy:
     )
     retry: RetryField = attrs.field(default=UNSET, validator=_check_retry)
     idempotent: IdempotentField = attrs.field(default=UNSET, validator=_check_idempotent)
+    fallback: FallbackField = attrs.field(default=UNSET, validator=_check_fallback)
 
     def over(self, base: Policy) -> Policy:
         """This policy's set fields, the rest from ``base``."""
@@ -82,8 +100,9 @@ class Policy:
             timeout=base.timeout if self.timeout is UNSET else self.timeout,
             retry=base.retry if self.retry is UNSET else self.retry,
             idempotent=base.idempotent if self.idempotent is UNSET else self.idempotent,
+            fallback=base.fallback if self.fallback is UNSET else self.fallback,
         )
 
 
 #: The library's defaults: 3 attempts with the ``Retry`` defaults, httpx's own timeouts.
-DEFAULT_POLICY: Final = Policy(timeout=None, retry=Retry(), idempotent=UNSET)
+DEFAULT_POLICY: Final = Policy(timeout=None, retry=Retry(), idempotent=UNSET, fallback=None)

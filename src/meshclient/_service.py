@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._balance import Balancer, PeakEwma, Picker
+from ._breaker import BreakerTransition, CircuitBreaker
+from ._bulkhead import Bulkhead
 from ._endpoint import EndpointState
-from ._policy import Policy
+from ._health import Ejected, HealthTracker, OutlierDetection
+from ._policy import UNSET, Policy, Unset
 from ._retry import RetryBudget
 from ._telemetry import MeshTelemetry, RouteTelemetry
+from ._throttle import AdaptiveThrottle
 from ._validate import check_type
 from .discovery import Discovery, Endpoint, StaticDiscovery
 
@@ -31,6 +36,10 @@ class Service:
         balancer: Balancer | None = None,
         policy: Policy | None = None,
         retry_budget: RetryBudget | None = None,
+        outlier: OutlierDetection | Unset | None = UNSET,
+        breaker: CircuitBreaker | None = None,
+        bulkhead: Bulkhead | None = None,
+        throttle: AdaptiveThrottle | None = None,
     ) -> None:
         if not isinstance(discovery, Discovery):
             discovery = StaticDiscovery(discovery)
@@ -40,6 +49,21 @@ class Service:
         check_type("Service", "balancer", balancer, Balancer)
         check_type("Service", "policy", policy, Policy)
         check_type("Service", "retry_budget", retry_budget, RetryBudget)
+        outlier = OutlierDetection() if outlier is UNSET else outlier
+        if outlier is not None:
+            check_type("Service", "outlier", outlier, OutlierDetection)
+        if breaker is not None:
+            check_type("Service", "breaker", breaker, CircuitBreaker)
+        if bulkhead is not None:
+            check_type("Service", "bulkhead", bulkhead, Bulkhead)
+        if throttle is not None:
+            check_type("Service", "throttle", throttle, AdaptiveThrottle)
+        #: Endpoint health, on by default; ``None`` sends to every endpoint whatever happens.
+        self.outlier = outlier
+        #: Opt-in admission control, shared by every client this service is given to.
+        self.breaker = breaker
+        self.bulkhead = bulkhead
+        self.throttle = throttle
         self.discovery = discovery
         self.balancer = balancer
         self.policy = policy
@@ -48,7 +72,8 @@ class Service:
     def __repr__(self) -> str:
         return (
             f"Service({self.discovery!r}, balancer={self.balancer!r}, policy={self.policy!r}, "
-            f"retry_budget={self.retry_budget!r})"
+            f"retry_budget={self.retry_budget!r}, outlier={self.outlier!r}, "
+            f"breaker={self.breaker!r}, bulkhead={self.bulkhead!r}, throttle={self.throttle!r})"
         )
 
 
@@ -82,9 +107,13 @@ class Route:
         "_lock",
         "_make_pools",
         "balancer",
+        "breaker",
         "budget",
+        "bulkhead",
         "clock",
         "decay",
+        "health",
+        "health_version",
         "host",
         "name",
         "picker",
@@ -93,6 +122,7 @@ class Route:
         "rewrite",
         "states",
         "telemetry",
+        "throttle",
     )
 
     def __init__(
@@ -106,6 +136,8 @@ class Route:
         make_pools: Callable[[EndpointState], None],
         rewrite: bool,
         telemetry: MeshTelemetry,
+        service: Service | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.name = name
         self.host = name
@@ -124,6 +156,19 @@ class Route:
         self.retired: list[EndpointState] = []
         self._make_pools = make_pools
         self._lock = threading.Lock()
+        outlier = None if service is None else service.outlier
+        #: Which endpoints take traffic; ``health_version`` is the set the picker was built from.
+        self.health = (
+            None
+            if outlier is None
+            else HealthTracker(outlier, clock=clock, rng=rng, decay=balancer.decay)
+        )
+        self.health_version = -1
+        self.breaker = None if service is None else service.breaker
+        self.bulkhead = None if service is None else service.bulkhead
+        self.throttle = None if service is None else service.throttle
+        if self.breaker is not None:
+            self.breaker.add_listener(self._breaker_moved)
         self.picker: Picker = balancer.prepare(())
 
     def update(self, endpoints: tuple[Endpoint, ...]) -> None:
@@ -149,7 +194,37 @@ class Route:
                 states[key] = state
             self.retired.extend(s for k, s in old.items() if k not in states)
             self.states = states
-            self.picker = self.balancer.prepare(tuple(states.values()))
+            if self.health is not None:
+                self.health.set_endpoints(tuple(states.values()))
+            self._rebuild()
+
+    def refresh(self) -> None:
+        """Rebuild the picker after an ejection or readmission changed the healthy set."""
+        with self._lock:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        health = self.health
+        if health is None:
+            self.picker = self.balancer.prepare(tuple(self.states.values()))
+        elif health.version != self.health_version:
+            self.health_version = health.version
+            self.picker = self.balancer.prepare(health.available())
+
+    def report(self, transitions: tuple[Any, ...]) -> None:
+        """Turn health transitions into telemetry and a new picker."""
+        telemetry = self.telemetry
+        for transition in transitions:
+            if isinstance(transition, Ejected):
+                telemetry.endpoint_ejected(
+                    transition.address, transition.reason, transition.duration
+                )
+            else:
+                telemetry.endpoint_readmitted(transition.address)
+        self.refresh()
+
+    def _breaker_moved(self, transition: BreakerTransition) -> None:
+        self.telemetry.breaker_transition(transition.from_state, transition.to_state)
 
     def all_states(self) -> list[EndpointState]:
         return [*self.states.values(), *self.retired]
@@ -158,17 +233,28 @@ class Route:
         from ._balance import rtt_estimate
 
         now = self.clock()
-        return {
+        health = self.health
+        endpoints = []
+        for state in self.states.values():
+            entry: dict[str, Any] = {
+                "address": state.address,
+                "weight": state.weight,
+                "outstanding": state.outstanding,
+                "latency_estimate": rtt_estimate(state, now, self.decay),
+                "latency_samples": state.rtt_samples,
+            }
+            if health is not None:
+                entry["health"] = health.endpoint_snapshot(state)
+            endpoints.append(entry)
+        described: dict[str, Any] = {
             "balancer": repr(self.balancer),
             "retry_budget": self.budget.snapshot(),
-            "endpoints": [
-                {
-                    "address": state.address,
-                    "weight": state.weight,
-                    "outstanding": state.outstanding,
-                    "latency_estimate": rtt_estimate(state, now, self.decay),
-                    "latency_samples": state.rtt_samples,
-                }
-                for state in self.picker.endpoints
-            ],
+            "endpoints": endpoints,
         }
+        if health is not None:
+            described["health"] = health.snapshot()
+        for name in ("breaker", "bulkhead", "throttle"):
+            part = getattr(self, name)
+            if part is not None:
+                described[name] = part.snapshot()
+        return described

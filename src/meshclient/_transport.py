@@ -7,6 +7,7 @@ they wait and do I/O.
 
 from __future__ import annotations
 
+import inspect
 import random
 import ssl
 import threading
@@ -22,7 +23,7 @@ from ._balance import PeakEwma
 from ._call import Call
 from ._endpoint import EndpointState
 from ._names import DEADLINE_HEADER
-from ._policy import DEFAULT_POLICY, POLICY_EXTENSION, Policy
+from ._policy import DEFAULT_POLICY, POLICY_EXTENSION, UNSET, Policy
 from ._pool import EndpointPool, PoolFactory
 from ._retry import RetryBudget
 from ._service import Route, Service, as_service
@@ -86,6 +87,8 @@ class _Mesh:
                 make_pools=self._make_pools,
                 rewrite=True,
                 telemetry=self.telemetry,
+                service=service,
+                rng=self.rng,
             )
         for key, service in self.services.items():
             service.discovery.start(self.routes[key].update)
@@ -280,6 +283,29 @@ class MeshTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         call = self._mesh.call(request)
+        try:
+            call.admit()
+            bulkhead = call.route.bulkhead
+            if bulkhead is not None:
+                try:
+                    bulkhead.acquire(service=call.route.name, request=request)
+                except Exception as exc:
+                    raise call.reject(exc)  # noqa: B904 - the same error, now accounted
+                except BaseException:
+                    call.abandon()
+                    raise
+                call.hold_slot()
+            return self._send(call)
+        except httpx.TransportError as exc:
+            fallback = call.policy.fallback
+            if fallback is None or fallback is UNSET:
+                raise
+            response = fallback(request, exc)
+            if response is None:
+                raise
+            return response  # type: ignore[no-any-return]
+
+    def _send(self, call: Call) -> httpx.Response:
         while True:
             shard, core = call.next_attempt()
             delay: float | None
@@ -350,6 +376,31 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         call = self._mesh.call(request)
+        try:
+            call.admit()
+            bulkhead = call.route.bulkhead
+            if bulkhead is not None:
+                try:
+                    await bulkhead.acquire_async(service=call.route.name, request=request)
+                except Exception as exc:
+                    raise call.reject(exc)  # noqa: B904 - the same error, now accounted
+                except BaseException:
+                    call.abandon()
+                    raise
+                call.hold_slot()
+            return await self._send(call)
+        except httpx.TransportError as exc:
+            fallback = call.policy.fallback
+            if fallback is None or fallback is UNSET:
+                raise
+            response = fallback(request, exc)
+            if inspect.isawaitable(response):
+                response = await response
+            if response is None:
+                raise
+            return response  # type: ignore[no-any-return]
+
+    async def _send(self, call: Call) -> httpx.Response:
         while True:
             shard, core = call.next_attempt()
             delay: float | None
