@@ -1,13 +1,12 @@
 """Sphinx configuration: Sphinx + MyST + furo, built offline with ``-W`` (``nox -s docs``).
 
-Nothing here fetches from the network: no intersphinx, no web fonts, no CDN scripts. Two
-build-time hooks fill in what may or may not exist yet:
+Nothing here fetches from the network: no intersphinx, no web fonts, no CDN scripts. A
+build-time hook fills in what may or may not exist yet:
 
 - ``benchmarks.md`` gets the results of ``nox -s bench`` (``bench-results.json`` at the
   repository root, or ``docs/_generated/bench-results.json``) rendered as tables, and the
   tail-latency CDF plot if ``docs/_generated/tail-latency-cdf.png`` exists; otherwise a
   clearly labelled placeholder.
-- ``index.md``'s table of contents gets ``telemetry`` when ``docs/telemetry.md`` exists.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ html_theme_options: dict[str, Any] = {}
 suppress_warnings: list[str] = []
 
 BENCH_MARKER = "<!-- bench-results -->"
-TOC_MARKER = "<!-- optional-pages -->"
 CDF_PNG = HERE / "_generated" / "tail-latency-cdf.png"
 
 
@@ -111,9 +109,6 @@ def bench_markdown() -> str:
 def _source_read(app: Any, docname: str, source: list[str]) -> None:
     if docname == "benchmarks" and BENCH_MARKER in source[0]:
         source[0] = source[0].replace(BENCH_MARKER, bench_markdown())
-    if docname == "index" and TOC_MARKER in source[0]:
-        extra = "telemetry\n" if (HERE / "telemetry.md").exists() else ""
-        source[0] = source[0].replace(TOC_MARKER, extra)
 
 
 def setup(app: Any) -> dict[str, Any]:
