@@ -42,6 +42,8 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Ratios against raw httpx measured in the same run; writes bench-results.json."""
     session.install(".", *group("bench"))
+    # matplotlib (the CDF plot) writes its cache here rather than into $HOME.
+    session.env["MPLCONFIGDIR"] = session.create_tmp()
     session.run("python", "-m", "bench", *session.posargs)
 
 

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import async_throughput, retry_storm, sync_overhead, tail_latency
+from . import async_throughput, health_faults, retry_storm, sync_overhead, tail_latency
 from .machine import ForeignCpu
 from .report import ScenarioResult, render, write_json
 
@@ -27,6 +27,7 @@ SCENARIOS: dict[str, Callable[..., ScenarioResult]] = {
     async_throughput.NAME: async_throughput.run,
     tail_latency.NAME: tail_latency.run,
     retry_storm.NAME: retry_storm.run,
+    health_faults.NAME: health_faults.run,
 }
 
 

@@ -1,8 +1,10 @@
 """Scenario 1: client CPU per sequential sync GET on one keep-alive connection.
 
-Three clients against one backend process: raw ``httpx.Client``; meshclient's default stack
-(balancer, retries with budget, accounting, deadline); and a hand-composed peer (httpx +
-tenacity ``Retrying`` + pybreaker ``CircuitBreaker`` + one OpenTelemetry SDK span per call).
+Clients against one backend process: raw ``httpx.Client``; meshclient's default stack
+(balancer, retries with budget, accounting, deadline, endpoint health; tracing API without an
+SDK); the same with endpoint health off; the same with the OpenTelemetry SDK recording spans
+and metrics; and a hand-composed peer (httpx + tenacity ``Retrying`` + pybreaker
+``CircuitBreaker`` + one OpenTelemetry SDK span per call).
 The variants are interleaved over several rounds, in a rotating order, and each variant's
 median round is reported, so drift (CPU frequency, noisy neighbours) hits them alike.
 """
@@ -18,6 +20,12 @@ from typing import Any
 import httpx
 import pybreaker
 import tenacity
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
@@ -29,6 +37,8 @@ from .report import Check, ScenarioResult, median
 
 NAME = "sync_overhead"
 TARGET_RATIO = 1.10
+#: Endpoint health may cost at most this much CPU per call over the stack without it.
+TARGET_HEALTH_RATIO = 1.05
 PATH = "/x"
 
 
@@ -40,6 +50,31 @@ class _DropExporter(SpanExporter):
 
     def shutdown(self) -> None:
         pass
+
+
+class _DropMetrics(MetricExporter):
+    def __init__(self) -> None:
+        super().__init__()
+
+    def export(self, metrics_data: Any, timeout_millis: float = 0, **kwargs: Any) -> Any:
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 0) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 0, **kwargs: Any) -> None:
+        pass
+
+
+def _sdk_telemetry(stack: ExitStack) -> meshclient.Telemetry:
+    """Private SDK providers (batch spans, periodic metrics), exporting to nowhere."""
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(_DropExporter()))
+    reader = PeriodicExportingMetricReader(_DropMetrics(), export_interval_millis=60_000)
+    meter_provider = MeterProvider(metric_readers=[reader])
+    stack.callback(tracer_provider.shutdown)
+    stack.callback(meter_provider.shutdown)
+    return meshclient.Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider)
 
 
 class _ServerError(Exception):
@@ -110,12 +145,27 @@ def run(*, quick: bool) -> ScenarioResult:
                 policy=meshclient.Policy(timeout=meshclient.Timeout(total=5.0)),
             )
         )
+        no_health = stack.enter_context(
+            meshclient.Client(
+                services={"svc": meshclient.Service([backend.addr], outlier=None)},
+                policy=meshclient.Policy(timeout=meshclient.Timeout(total=5.0)),
+            )
+        )
+        with_sdk = stack.enter_context(
+            meshclient.Client(
+                services={"svc": [backend.addr]},
+                policy=meshclient.Policy(timeout=meshclient.Timeout(total=5.0)),
+                telemetry=_sdk_telemetry(stack),
+            )
+        )
         peer = Peer(backend.url)
         stack.callback(peer.close)
         raw_url, mesh_url = backend.url + PATH, "http://svc" + PATH
         variants: dict[str, Callable[[], httpx.Response]] = {
             "raw httpx": lambda: raw.get(raw_url),
             "meshclient": lambda: mesh.get(mesh_url),
+            "meshclient, health off": lambda: no_health.get(mesh_url),
+            "meshclient + OTel SDK": lambda: with_sdk.get(mesh_url),
             "httpx+tenacity+pybreaker+otel": peer.get,
         }
         for get in variants.values():
@@ -151,6 +201,21 @@ def run(*, quick: bool) -> ScenarioResult:
             TARGET_RATIO,
             "x",
         )
+    )
+    result.checks.append(
+        Check(
+            "health on / health off CPU",
+            by_name["meshclient"]["cpu_us_per_call"]
+            / by_name["meshclient, health off"]["cpu_us_per_call"],
+            "<=",
+            TARGET_HEALTH_RATIO,
+            "x",
+        )
+    )
+    peer_cost = by_name["httpx+tenacity+pybreaker+otel"]["cpu_us_per_call"] - raw_cpu
+    sdk_cost = by_name["meshclient + OTel SDK"]["cpu_us_per_call"] - raw_cpu
+    result.checks.append(
+        Check("meshclient+SDK overhead over raw vs the peer's", sdk_cost, "<=", peer_cost, " µs")
     )
     result.notes.append(
         f"peer (httpx+tenacity+pybreaker+otel) ratio "

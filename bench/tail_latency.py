@@ -13,6 +13,7 @@ import math
 import statistics
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,14 +33,24 @@ MAX_IN_FLIGHT = 2000
 ABORT_IN_FLIGHT = 300
 TARGET_SLOW_SHARE = 3.0  # percent
 TARGET_MEAN_RATIO = 0.3
+#: With endpoint health: p99 against round robin's and against the two healthy instances'.
+TARGET_P99_VS_RR = 0.25
+TARGET_P99_VS_FLOOR = 2.5
+#: The CDF plot the docs' benchmark page shows.
+PLOT = Path(__file__).resolve().parent.parent / "docs" / "_generated" / "tail-latency-cdf.png"
 PATH = "/x"
 
 Call = Callable[[], Awaitable[tuple[bool, str | None]]]
 
 
-def _mesh_variant(addrs: list[str], balancer: meshclient.Balancer | None) -> Callable[[], Any]:
+def _mesh_variant(
+    addrs: list[str], balancer: meshclient.Balancer | None, *, health: bool = True
+) -> Callable[[], Any]:
     def make() -> tuple[meshclient.AsyncClient, Call]:
-        service = meshclient.Service(addrs, balancer=balancer)
+        if health:
+            service = meshclient.Service(addrs, balancer=balancer)
+        else:
+            service = meshclient.Service(addrs, balancer=balancer, outlier=None)
         client = meshclient.AsyncClient(
             services={"svc": service},
             policy=meshclient.Policy(timeout=meshclient.Timeout(total=5.0)),
@@ -160,14 +171,17 @@ def run(*, quick: bool) -> ScenarioResult:
             ("raw httpx round robin", _raw_round_robin(addrs), addrs),
             ("mesh RoundRobin", _mesh_variant(addrs, meshclient.RoundRobin()), addrs),
             ("mesh LeastLoaded", _mesh_variant(addrs, meshclient.LeastLoaded()), addrs),
+            ("mesh PeakEwma, health off", _mesh_variant(addrs, None, health=False), addrs),
             ("mesh PeakEwma (default)", _mesh_variant(addrs, None), addrs),
             ("mesh floor: 2 healthy only", _mesh_variant(healthy, None), healthy),
         ]
         snapshots: dict[str, Any] = {}
+        curves: dict[str, list[float]] = {}
         for name, make, _ in variants:
             load, served, snapshot = asyncio.run(
                 _measure(make, procs, duration=duration, warmup=warmup)
             )
+            curves[name] = sorted(r.latency * 1000 for r in load.records if r.ok)
             row = _summarise(name, load, "slow")
             row["backend_counts"] = served
             result.rows.append(row)
@@ -179,7 +193,8 @@ def run(*, quick: bool) -> ScenarioResult:
         # An overloaded raw run has no comparable mean.
         row["mean_vs_raw"] = None if raw["overloaded_at_s"] else row["mean_ms"] / raw["mean_ms"]
     by_name = {row["variant"]: row for row in result.rows}
-    ewma, rr = by_name["mesh PeakEwma (default)"], by_name["mesh RoundRobin"]
+    ewma, rr = by_name["mesh PeakEwma, health off"], by_name["mesh RoundRobin"]
+    default, floor = by_name["mesh PeakEwma (default)"], by_name["mesh floor: 2 healthy only"]
     result.checks.append(
         Check("PeakEwma slow-instance share", ewma["slow_share_%"], "<=", TARGET_SLOW_SHARE, " %")
     )
@@ -192,6 +207,27 @@ def run(*, quick: bool) -> ScenarioResult:
             "x",
         )
     )
+    result.checks.append(
+        Check(
+            "health on: p99 / RoundRobin p99",
+            default["p99_ms"] / rr["p99_ms"],
+            "<=",
+            TARGET_P99_VS_RR,
+            "x",
+        )
+    )
+    result.checks.append(
+        Check(
+            "health on: p99 / 2-healthy floor p99",
+            default["p99_ms"] / floor["p99_ms"],
+            "<=",
+            TARGET_P99_VS_FLOOR,
+            "x",
+        )
+    )
+    note = _plot(curves)
+    if note:
+        result.notes.append(note)
     for row in result.rows:
         if row["overloaded_at_s"] is not None:
             result.notes.append(
@@ -211,3 +247,30 @@ def run(*, quick: bool) -> ScenarioResult:
                 f"{row['dropped']} dropped/unfinished"
             )
     return result
+
+
+def _plot(curves: dict[str, list[float]]) -> str | None:
+    """The latency CDF of every variant as a PNG for the docs; a note if it cannot be drawn."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: no CDF plot written"
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    figure, axes = plt.subplots(figsize=(8, 4.5))
+    for name, latencies in curves.items():
+        if latencies:
+            n = len(latencies)
+            axes.plot(latencies, [(i + 1) / n for i in range(n)], label=name)
+    axes.set_xscale("log")
+    axes.set_xlabel("latency from scheduled start (ms, log scale)")
+    axes.set_ylabel("share of calls")
+    axes.set_title(f"{RATE:.0f} calls/s, 3 instances, one +{SLOW_DELAY * 1000:.0f} ms")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(PLOT, dpi=110)
+    plt.close(figure)
+    return f"CDF plot written to {PLOT}"
