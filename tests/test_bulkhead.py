@@ -102,6 +102,33 @@ def test_queue_timeout_rejects_and_leaves_the_queue() -> None:
     assert (b.active, b.queued) == (1, 0)
 
 
+def test_callers_time_left_bounds_the_queueing() -> None:
+    """``queue_timeout=None`` queues until the call's deadline (``timeout``), not past it."""
+    b = Bulkhead(1, max_queued=1, queue_timeout=None)
+    b.acquire()
+    with pytest.raises(BulkheadFullError, match="before the call's deadline"):
+        b.acquire(timeout=0.001)
+    with pytest.raises(BulkheadFullError, match="before the call's deadline"):
+        b.acquire(timeout=-1.0)  # already past it
+    assert (b.active, b.queued) == (1, 0)
+    shorter = Bulkhead(1, max_queued=1, queue_timeout=0.001)
+    shorter.acquire()
+    with pytest.raises(BulkheadFullError, match=r"queue_timeout=0\.001"):
+        shorter.acquire(timeout=30.0)  # queue_timeout is the shorter bound
+
+
+@pytest.mark.anyio
+async def test_async_callers_time_left_bounds_the_queueing() -> None:
+    b = Bulkhead(1, max_queued=1, queue_timeout=None)
+    await b.acquire_async()
+    with pytest.raises(BulkheadFullError, match="before the call's deadline"):
+        await b.acquire_async(timeout=0.001)
+    assert (b.active, b.queued) == (1, 0)
+    b.release()
+    await b.acquire_async(timeout=0.001)  # a free slot needs no time
+    assert b.active == 1
+
+
 def test_many_threads_never_exceed_the_limit_and_release_every_slot() -> None:
     b = Bulkhead(3, max_queued=100, queue_timeout=None)
     peak = 0

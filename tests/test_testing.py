@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 import meshclient.testing
-from meshclient.testing import Backend, Behaviour, FakeClock, closed_port
+from meshclient.testing import Backend, Behaviour, FakeClock, FaultProxy, closed_port
 
 MakeBackend = Callable[..., Backend]
 RequireReal = Callable[[str, str], None]
@@ -585,3 +585,216 @@ def test_skips_become_failures_only_under_the_ci_switch(tmp_path: Path) -> None:
     assert "forbids skipping: not allowed in CI" in out, out
     assert "forbids skipping: fixture skip not allowed in CI" in out, out
     assert "etcd unavailable: etcd-server is not installed" in out, out
+
+
+# -- FaultProxy ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy_factory() -> Iterator[Callable[..., FaultProxy]]:
+    """Start ``FaultProxy``s in front of an upstream; all stop at teardown."""
+    started: list[FaultProxy] = []
+
+    def make(upstream: Backend | str, **kwargs: Any) -> FaultProxy:
+        address = upstream.address if isinstance(upstream, Backend) else upstream
+        proxy = FaultProxy(address, **kwargs).start()
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in reversed(started):
+        proxy.stop()
+
+
+MakeProxy = Callable[..., FaultProxy]
+
+
+def raw_reply(port: int, data: bytes = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n") -> bytes | None:
+    """Send ``data`` on a fresh connection; the reply until EOF, or ``None`` on a reset."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        try:
+            sock.sendall(data)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            return None
+        return b"".join(chunks)
+
+
+def test_proxy_passes_requests_through(backend_factory: MakeBackend, proxy_factory: MakeProxy):
+    backend = backend_factory("a")
+    proxy = proxy_factory(backend, name="p")
+    with client() as http:
+        responses = [http.get(f"{proxy.url}/users/{n}") for n in range(3)]
+        posted = http.post(proxy.url, content=b"x" * 200_000)
+    assert [r.json()["n"] for r in responses] == [1, 2, 3]
+    assert responses[0].headers["x-backend"] == "a"
+    assert posted.status_code == 200
+    assert backend.requests[-1].body == b"x" * 200_000
+    assert proxy.connections_accepted == backend.connections_opened == 1  # keep-alive
+    assert (proxy.mode, proxy.latency, proxy.upstream) == ("pass", 0.0, backend.address)
+    assert proxy.address == f"127.0.0.1:{proxy.port}"
+
+
+def test_proxy_relays_the_upstream_closing(backend_factory: MakeBackend, proxy_factory: MakeProxy):
+    backend = backend_factory()
+    proxy = proxy_factory(backend)
+    reply = raw_reply(proxy.port, b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    assert reply is not None
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert reply.endswith(b'"n": 1}')
+
+
+def test_proxy_latency_delays_answers(backend_factory: MakeBackend, proxy_factory: MakeProxy):
+    backend = backend_factory()
+    proxy = proxy_factory(backend, latency=0.3)
+    with client() as http:
+        started = time.monotonic()
+        assert http.get(proxy.url).status_code == 200
+        assert time.monotonic() - started >= 0.3
+        proxy.behave()  # back to no delay, on the same connection
+        assert http.get(proxy.url).json()["n"] == 2
+        proxy.behave(latency=0.2)
+        started = time.monotonic()
+        assert http.get(proxy.url).json()["n"] == 3
+        assert time.monotonic() - started >= 0.2
+    assert proxy.connections_accepted == 1
+
+
+def test_proxy_reset_mode_resets_new_connections(
+    backend_factory: MakeBackend, proxy_factory: MakeProxy
+):
+    backend = backend_factory()
+    proxy = proxy_factory(backend, mode="reset")
+    assert raw_reply(proxy.port) is None
+    with client() as http:
+        with pytest.raises((httpx.NetworkError, httpx.RemoteProtocolError)):
+            http.get(proxy.url)
+        proxy.behave()
+        assert http.get(proxy.url).status_code == 200
+    assert backend.count() == 1
+    assert proxy.connections_accepted >= 2
+
+
+def test_proxy_blackhole_accepts_and_never_answers(
+    backend_factory: MakeBackend, proxy_factory: MakeProxy
+):
+    backend = backend_factory()
+    proxy = proxy_factory(backend)
+    timeout = httpx.Timeout(5.0, read=0.2)
+    with client(timeout=timeout) as http:
+        assert http.get(proxy.url).status_code == 200
+        proxy.behave("blackhole")
+        with pytest.raises(httpx.ReadTimeout):
+            http.get(proxy.url)  # an open connection stops forwarding
+        with client(timeout=timeout) as fresh, pytest.raises(httpx.ReadTimeout):
+            fresh.get(proxy.url)  # a new one is accepted and read, never answered
+    assert backend.count() == 1
+    assert proxy.connections_accepted == 2
+    proxy.behave()
+    with client() as http:
+        assert http.get(proxy.url).status_code == 200
+
+
+def test_proxy_refuse_closes_the_port_and_reopens_it(
+    backend_factory: MakeBackend, proxy_factory: MakeProxy
+):
+    backend = backend_factory()
+    proxy = proxy_factory(backend)
+    port = proxy.port
+    with client() as http:
+        assert http.get(proxy.url).status_code == 200
+        proxy.behave("refuse")
+        assert not proxy.listening
+        assert proxy.open_connections == 0  # open connections went with it
+        with pytest.raises(httpx.ConnectError):
+            http.get(proxy.url)
+        proxy.behave()
+        assert http.get(proxy.url).status_code == 200
+    assert proxy.port == port
+    assert backend.count() == 2
+
+
+def test_proxy_started_refusing(backend_factory: MakeBackend, proxy_factory: MakeProxy):
+    proxy = proxy_factory(backend_factory(), mode="refuse")
+    with client() as http, pytest.raises(httpx.ConnectError):
+        http.get(proxy.url)
+    proxy.behave()
+    with client() as http:
+        assert http.get(proxy.url).status_code == 200
+
+
+def test_proxy_resets_clients_when_the_upstream_is_down(proxy_factory: MakeProxy, closed_port: int):
+    proxy = proxy_factory(f"127.0.0.1:{closed_port}")
+    assert raw_reply(proxy.port) is None
+    assert proxy.connections_accepted == 1
+
+
+@pytest.mark.anyio
+async def test_proxy_serves_async_clients_concurrently(
+    backend_factory: MakeBackend, proxy_factory: MakeProxy
+):
+    backend = backend_factory()
+    backend.behave(delay=0.2)
+    proxy = proxy_factory(backend)
+    statuses: list[int] = []
+
+    async def fetch(http: httpx.AsyncClient) -> None:
+        statuses.append((await http.get(proxy.url)).status_code)
+
+    async with async_client() as http, anyio.create_task_group() as tg:
+        for _ in range(10):
+            tg.start_soon(fetch, http)
+    assert statuses == [200] * 10
+    assert proxy.connections_accepted == 10
+
+
+def test_proxy_stop_closes_connections(backend_factory: MakeBackend, proxy_factory: MakeProxy):
+    backend = backend_factory()
+    proxy = proxy_factory(backend, mode="blackhole")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        for _ in range(500):
+            if proxy.open_connections:
+                break
+            time.sleep(0.01)
+        assert proxy.open_connections == 1
+        proxy.stop()
+        try:
+            data = sock.recv(1024)
+        except ConnectionResetError:
+            data = b""
+    assert data == b""
+    with client() as http, pytest.raises(httpx.ConnectError):
+        http.get(proxy.url)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (("127.0.0.1:1",), {"mode": "drop"}, "mode must be one of"),
+        (("127.0.0.1:1",), {"latency": -1}, "latency"),
+        (("127.0.0.1:1",), {"latency": True}, "latency"),
+        (("nowhere",), {}, "host:port"),
+        (("127.0.0.1:99999",), {}, "host:port"),
+        (("127.0.0.1:1",), {"host": "10.0.0.1"}, "loopback"),
+    ],
+)
+def test_proxy_rejects_invalid_settings(
+    args: tuple[Any, ...], kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        FaultProxy(*args, **kwargs)
+
+
+def test_proxy_behave_validates_and_needs_a_running_proxy(
+    backend_factory: MakeBackend, proxy_factory: MakeProxy
+):
+    proxy = proxy_factory(backend_factory())
+    with pytest.raises(ValueError, match="mode"):
+        proxy.behave("slow")
+    assert proxy.mode == "pass"
+    proxy.stop()
+    with pytest.raises(RuntimeError, match="not running"):
+        proxy.behave("reset")

@@ -181,24 +181,47 @@ class Bulkhead:
         self._rejected += 1
         return False
 
+    def _wait_bound(self, timeout: float | None) -> tuple[float | None, bool]:
+        """Seconds to queue at most (``None``: no limit), and whether the caller's own
+        ``timeout`` (the time left before its deadline) rather than ``queue_timeout`` sets it."""
+        queue_timeout = self.queue_timeout
+        if timeout is None:
+            return queue_timeout, False
+        timeout = max(0.0, timeout)
+        if queue_timeout is None or timeout < queue_timeout:
+            return timeout, True
+        return queue_timeout, False
+
     def _full_error(
-        self, service: str | None, request: httpx.Request | None, waited: float | None
+        self,
+        service: str | None,
+        request: httpx.Request | None,
+        waited: float | None,
+        deadline: bool = False,
     ) -> BulkheadFullError:
         who = "bulkhead" if service is None else f"bulkhead of service {service!r}"
         limits = f"max_concurrent={self.max_concurrent}, max_queued={self.max_queued}"
         if waited is None:
             message = f"{who} is full ({limits})"
         else:
-            message = (
-                f"{who} is full ({limits}): no slot within queue_timeout={self.queue_timeout}"
-                f" ({waited:.3f} s waited)"
-            )
+            if deadline:
+                within = "before the call's deadline"
+            else:
+                within = f"within queue_timeout={self.queue_timeout}"
+            message = f"{who} is full ({limits}): no slot {within} ({waited:.3f} s waited)"
         return BulkheadFullError(message, request=request, elapsed=waited or 0.0)
 
     # -- sync glue ---------------------------------------------------------------------------------
 
-    def acquire(self, *, service: str | None = None, request: httpx.Request | None = None) -> None:
-        """Take a slot, queueing up to ``queue_timeout``; raises ``BulkheadFullError``."""
+    def acquire(
+        self,
+        *,
+        service: str | None = None,
+        request: httpx.Request | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Take a slot, queueing up to ``queue_timeout`` and at most ``timeout`` seconds (the
+        call's time left, ``None``: no deadline); raises ``BulkheadFullError``."""
         with self._lock:
             waiter = self._enqueue()
             if waiter is not None and waiter is not _REJECTED:
@@ -210,9 +233,9 @@ class Bulkhead:
         if waiter is _REJECTED:
             raise self._full_error(service, request, None)
         start = time.monotonic()
-        timeout = -1.0 if self.queue_timeout is None else self.queue_timeout
+        bound, deadline = self._wait_bound(timeout)
         try:
-            woken = lock.acquire(timeout=timeout)
+            woken = lock.acquire(timeout=-1.0 if bound is None else bound)
         except BaseException:  # interrupted while queued: leave, passing on a slot if one came
             with self._lock:
                 granted = self._abandon(waiter)
@@ -223,12 +246,16 @@ class Bulkhead:
             with self._lock:
                 woken = self._abandon(waiter)  # a slot may have come as the timeout fired
             if not woken:
-                raise self._full_error(service, request, time.monotonic() - start)
+                raise self._full_error(service, request, time.monotonic() - start, deadline)
 
     # -- async glue --------------------------------------------------------------------------------
 
     async def acquire_async(
-        self, *, service: str | None = None, request: httpx.Request | None = None
+        self,
+        *,
+        service: str | None = None,
+        request: httpx.Request | None = None,
+        timeout: float | None = None,
     ) -> None:
         """``acquire`` for asyncio tasks; a cancelled waiter leaves the queue, leaking nothing."""
         with self._lock:
@@ -246,17 +273,18 @@ class Bulkhead:
         if granted_early:
             return
         start = loop.time()
+        bound, deadline = self._wait_bound(timeout)
         try:
-            if self.queue_timeout is None:
+            if bound is None:
                 await future
             else:
-                async with asyncio.timeout(self.queue_timeout):
+                async with asyncio.timeout(bound):
                     await future
         except TimeoutError:
             with self._lock:
                 if self._abandon(waiter):
                     return  # the slot arrived as the timeout fired: keep it
-            raise self._full_error(service, request, loop.time() - start) from None
+            raise self._full_error(service, request, loop.time() - start, deadline) from None
         except BaseException:
             with self._lock:
                 granted = self._abandon(waiter)

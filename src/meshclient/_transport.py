@@ -226,6 +226,15 @@ class _AsyncResponseStream(httpx.AsyncByteStream):
             self._call.release()
 
 
+def _fallback_response(fallback: object, response: object, error: Exception) -> httpx.Response:
+    """What a fallback returned, if it is a response (``None`` was handled: the error)."""
+    if not isinstance(response, httpx.Response):
+        raise TypeError(
+            f"Policy.fallback {fallback!r} must return an httpx.Response or None, got {response!r}"
+        ) from error
+    return response
+
+
 def _discard(response: httpcore.Response) -> None:
     """Close a response before a retry, reading a small body first to keep the connection."""
     try:
@@ -288,7 +297,9 @@ class MeshTransport(httpx.BaseTransport):
             bulkhead = call.route.bulkhead
             if bulkhead is not None:
                 try:
-                    bulkhead.acquire(service=call.route.name, request=request)
+                    # Queue no longer than the call's deadline allows.
+                    left = None if call.deadline is None else call.deadline - call.clock()
+                    bulkhead.acquire(service=call.route.name, request=request, timeout=left)
                 except Exception as exc:
                     raise call.reject(exc)  # noqa: B904 - the same error, now accounted
                 except BaseException:
@@ -303,7 +314,14 @@ class MeshTransport(httpx.BaseTransport):
             response = fallback(request, exc)
             if response is None:
                 raise
-            return response  # type: ignore[no-any-return]
+            if inspect.isawaitable(response):
+                if inspect.iscoroutine(response):
+                    response.close()  # never awaited: no "never awaited" warning
+                raise TypeError(
+                    f"Policy.fallback {fallback!r} returned an awaitable: a coroutine "
+                    "function fallback needs meshclient.AsyncClient"
+                ) from exc
+            return _fallback_response(fallback, response, exc)
 
     def _send(self, call: Call) -> httpx.Response:
         while True:
@@ -381,7 +399,10 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             bulkhead = call.route.bulkhead
             if bulkhead is not None:
                 try:
-                    await bulkhead.acquire_async(service=call.route.name, request=request)
+                    left = None if call.deadline is None else call.deadline - call.clock()
+                    await bulkhead.acquire_async(
+                        service=call.route.name, request=request, timeout=left
+                    )
                 except Exception as exc:
                     raise call.reject(exc)  # noqa: B904 - the same error, now accounted
                 except BaseException:
@@ -398,7 +419,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
                 response = await response
             if response is None:
                 raise
-            return response  # type: ignore[no-any-return]
+            return _fallback_response(fallback, response, exc)
 
     async def _send(self, call: Call) -> httpx.Response:
         while True:

@@ -1,4 +1,4 @@
-"""Test helpers: a fake clock and a scriptable HTTP/1.1 backend on loopback.
+"""Test helpers: a fake clock, a scriptable HTTP/1.1 backend and a TCP fault proxy on loopback.
 
 Kept in the package (not in ``tests/``) because the demo, the benchmarks and users' own test
 suites need the same tools. Only the standard library and attrs are imported here, so this module
@@ -7,6 +7,8 @@ adds nothing to the package's dependencies.
 ``Backend`` is a raw asyncio server rather than uvicorn: it is several times faster (it is also
 the benchmark backend), starts instantly, and can misbehave on purpose (hang, close mid-body,
 close before answering, refuse connections) in ways a framework would not let it.
+``FaultProxy`` puts network faults (latency, resets, a black hole, a refused port) in front of
+any real server, ``Backend`` or not.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import random
 import signal
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import attrs
 
@@ -35,6 +38,7 @@ __all__ = [
     "Backend",
     "Behaviour",
     "FakeClock",
+    "FaultProxy",
     "Recorded",
     "closed_port",
     "held_closed_port",
@@ -761,6 +765,438 @@ class Backend:
         head += f"content-length: {len(data)}\r\n"
         head += "\r\n" if keep_alive else "connection: close\r\n\r\n"
         return head.encode("latin-1") + data
+
+
+# -- fault proxy --------------------------------------------------------------------------------
+
+#: ``FaultProxy`` modes.
+_PASS: Final = "pass"
+_RESET: Final = "reset"
+_BLACKHOLE: Final = "blackhole"
+_REFUSE: Final = "refuse"
+_PROXY_MODES: Final = (_PASS, _RESET, _BLACKHOLE, _REFUSE)
+_PROXY_CHUNK = 65536
+#: Upstream connect timeout; a slow upstream connect is the upstream's fault, not the proxy's.
+_PROXY_CONNECT_TIMEOUT = 5.0
+
+
+def _split_address(upstream: str | tuple[str, int]) -> tuple[str, int]:
+    if isinstance(upstream, tuple):
+        host, port = upstream
+    elif isinstance(upstream, str):
+        host, sep, text = upstream.rpartition(":")
+        if not sep or not text.isdigit():
+            raise ValueError(f"FaultProxy upstream must be 'host:port', got {upstream!r}")
+        port = int(text)
+    else:
+        raise TypeError(
+            f"FaultProxy upstream must be 'host:port' or (host, port), got {upstream!r}"
+        )
+    if not isinstance(host, str) or not host or type(port) is not int or not 0 < port < 65536:
+        raise ValueError(f"FaultProxy upstream must be 'host:port', got {upstream!r}")
+    return host, port
+
+
+def _check_proxy_mode(mode: object, latency: object) -> float:
+    if mode not in _PROXY_MODES:
+        raise ValueError(f"FaultProxy mode must be one of {', '.join(_PROXY_MODES)}, got {mode!r}")
+    if (
+        isinstance(latency, bool)
+        or not isinstance(latency, int | float)
+        or not (math.isfinite(latency) and latency >= 0)
+    ):
+        raise ValueError(f"FaultProxy latency must be seconds >= 0, got {latency!r}")
+    return float(latency)
+
+
+def _rst(transport: asyncio.BaseTransport) -> None:
+    """Close with a TCP RST rather than a FIN (SO_LINGER 0), discarding unsent data."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    assert isinstance(transport, asyncio.WriteTransport)
+    transport.abort()
+
+
+class _TrackedProtocol(asyncio.StreamReaderProtocol):
+    """A client connection of a ``FaultProxy``, known to it from the moment it is made (before
+    its handler task runs), so ``stop`` and ``"refuse"`` reach every one of them."""
+
+    def __init__(self, proxy: FaultProxy) -> None:
+        super().__init__(asyncio.StreamReader(limit=_PROXY_CHUNK), proxy._handle)
+        self._proxy = proxy
+        self._tracked: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._tracked = transport
+        self._proxy._accepted += 1
+        self._proxy._connections[transport] = asyncio.get_running_loop().create_future()
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            if self._tracked is not None:
+                closed = self._proxy._connections.pop(self._tracked, None)
+                if closed is not None and not closed.done():
+                    closed.set_result(None)
+
+
+class FaultProxy:
+    """A TCP proxy on loopback in front of one upstream, with faults switchable at runtime.
+
+    It runs its own event loop in a daemon thread, like ``Backend``, and knows nothing about
+    HTTP: it moves bytes. Modes (``behave(mode, latency=...)``), checked for every chunk, so
+    a switch also applies to connections already open:
+
+    - ``"pass"``: forward both ways; ``latency`` seconds > 0 delays every byte coming back
+      from the upstream by that much (a one-way delay line: a request/response exchange takes
+      ``latency`` longer, whatever the number of chunks).
+    - ``"reset"``: a new connection is accepted, then closed at once with a TCP RST; an open
+      one is reset as soon as either side sends something.
+    - ``"blackhole"``: connections are accepted and read, and nothing is ever answered (open
+      ones stop forwarding in both directions): the client waits for its own timeout.
+    - ``"refuse"``: the listener is closed (the port stays reserved, as ``Backend.refuse``),
+      so connections are refused; open connections are reset, like a machine that went away.
+
+    An upstream that cannot be reached makes the proxy reset the client's connection.
+    """
+
+    def __init__(
+        self,
+        upstream: str | tuple[str, int],
+        *,
+        name: str = "proxy",
+        mode: str = _PASS,
+        latency: float = 0.0,
+        port: int = 0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.name = name
+        self._upstream = _split_address(upstream)
+        self._latency = _check_proxy_mode(mode, latency)
+        self._mode = mode
+        self._host = _check_loopback(host)
+        self._port = port
+        self._accepted = 0
+        self._thread: threading.Thread | None = None
+        self._start_error: BaseException | None = None
+        # Owned by the loop thread once started.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._server: asyncio.Server | None = None
+        self._placeholder: socket.socket | None = None
+        #: Client connections open now → resolved once closed.
+        self._connections: dict[asyncio.BaseTransport, asyncio.Future[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> FaultProxy:
+        """Bind and start proxying (or refusing, in ``"refuse"`` mode); returns when ready."""
+        if self._thread is not None:
+            raise RuntimeError(f"FaultProxy {self.name!r} is already started")
+        sock = _new_socket(self._host, self._port, reuse_port=hasattr(socket, "SO_REUSEPORT"))
+        self._port = sock.getsockname()[1]
+        self._start_error = None
+        ready = threading.Event()
+        thread = threading.Thread(
+            target=self._run, args=(sock, ready), name=f"meshclient-proxy-{self.name}"
+        )
+        thread.daemon = True
+        self._thread = thread
+        thread.start()
+        if not ready.wait(_CONTROL_TIMEOUT) or self._start_error is not None:
+            error = self._start_error
+            self.stop()
+            raise RuntimeError(f"FaultProxy {self.name!r} failed to start") from error
+        return self
+
+    def stop(self) -> None:
+        """Close the listener and every connection (both sides), then join the thread."""
+        thread = self._thread
+        if thread is None:
+            return
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already finished
+                loop.call_soon_threadsafe(stopping.set)
+        thread.join(_CONTROL_TIMEOUT)
+        if thread.is_alive():
+            raise RuntimeError(f"FaultProxy {self.name!r} did not stop within {_CONTROL_TIMEOUT}s")
+        self._thread = None
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def behave(self, mode: str = _PASS, *, latency: float = 0.0) -> None:
+        """Switch mode (see the class); in effect for every byte moved after this returns.
+
+        No arguments: a transparent proxy again (listening again after ``"refuse"``).
+        """
+        seconds = _check_proxy_mode(mode, latency)
+        self._control(lambda: self._switch(mode, seconds))
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @property
+    def latency(self) -> float:
+        return self._latency
+
+    # -- addresses and figures ---------------------------------------------------------------
+
+    @property
+    def upstream(self) -> str:
+        host, port = self._upstream
+        return f"{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        if self._port == 0:
+            raise RuntimeError(f"FaultProxy {self.name!r} has no port before start()")
+        return self._port
+
+    @property
+    def address(self) -> str:
+        return f"{self._host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    @property
+    def listening(self) -> bool:
+        return self._thread is not None and self._server is not None
+
+    @property
+    def connections_accepted(self) -> int:
+        """Client connections accepted since construction, whatever the mode did with them."""
+        return self._accepted
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open now."""
+        return len(self._connections)
+
+    def __repr__(self) -> str:
+        port = self._port or "unbound"
+        return (
+            f"<FaultProxy {self.name!r} {self._host}:{port} -> {self.upstream}"
+            f" mode={self._mode!r} latency={self._latency!r}>"
+        )
+
+    # -- event-loop side ---------------------------------------------------------------------
+
+    def _control(self, make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+        loop = self._loop
+        if self._thread is None or loop is None or not loop.is_running():
+            raise RuntimeError(f"FaultProxy {self.name!r} is not running")
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("FaultProxy control methods cannot be called from its own loop")
+        return asyncio.run_coroutine_threadsafe(make(), loop).result(_CONTROL_TIMEOUT)
+
+    def _run(self, sock: socket.socket, ready: threading.Event) -> None:
+        asyncio.run(self._main(sock, ready))
+
+    async def _main(self, sock: socket.socket, ready: threading.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        try:
+            if self._mode == _REFUSE:
+                self._placeholder = sock
+            else:
+                await self._listen(sock)
+        except BaseException as exc:
+            sock.close()
+            self._start_error = exc
+            ready.set()
+            return
+        ready.set()
+        await self._stopping.wait()
+        server = self._server
+        self._server = None
+        if server is not None:
+            server.close()
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None
+        await self._drop_all()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
+
+    async def _listen(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _TrackedProtocol(self), sock=sock, backlog=1024
+        )
+
+    async def _switch(self, mode: str, latency: float) -> None:
+        self._mode, self._latency = mode, latency
+        server = self._server
+        if mode == _REFUSE:
+            if server is not None:
+                self._server = None
+                if hasattr(socket, "SO_REUSEPORT"):
+                    # The listener was bound with SO_REUSEPORT: the placeholder takes the port
+                    # before the listener closes, so no other process can in between.
+                    self._placeholder = _new_socket(self._host, self._port, reuse_port=True)
+                    server.close()
+                else:
+                    server.close()
+                    self._placeholder = _new_socket(self._host, self._port, reuse_port=False)
+            await self._drop_all()
+        elif server is None and self._placeholder is not None:
+            placeholder, self._placeholder = self._placeholder, None
+            try:
+                await self._listen(placeholder)
+            except BaseException:
+                placeholder.close()
+                raise
+
+    async def _drop_all(self) -> None:
+        """Reset every client connection and wait until they are all closed."""
+        connections = list(self._connections.items())
+        for transport, _ in connections:
+            _rst(transport)
+        if connections:
+            await asyncio.wait([closed for _, closed in connections], timeout=_CONTROL_TIMEOUT)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        upstream: asyncio.StreamWriter | None = None
+        try:
+            mode = self._mode
+            if mode == _BLACKHOLE:
+                await _black_hole(reader)
+                return
+            if mode != _PASS:  # reset, or refuse with a connection accepted just before
+                _rst(writer.transport)
+                return
+            try:
+                async with asyncio.timeout(_PROXY_CONNECT_TIMEOUT):
+                    up_reader, upstream = await asyncio.open_connection(*self._upstream)
+            except (OSError, TimeoutError):
+                _rst(writer.transport)  # the upstream is down: so is this connection
+                return
+            await self._relay(reader, writer, up_reader, upstream)
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            # ``stop()``: this task is the top of its stack, and asyncio's stream callback
+            # would log a cancelled handler as an error (3.11).
+            pass
+        finally:
+            try:
+                if upstream is not None:
+                    upstream.transport.abort()
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+            finally:
+                self._tasks.discard(task)
+
+    async def _relay(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        upstream: asyncio.StreamWriter,
+    ) -> None:
+        """Move bytes both ways until either side closes; the mode is read per chunk."""
+        outbound = asyncio.create_task(self._outbound(reader, writer, upstream))
+        inbound = asyncio.create_task(self._inbound(up_reader, writer, upstream))
+        try:
+            done, _ = await asyncio.wait({outbound, inbound}, return_when=asyncio.FIRST_COMPLETED)
+            if outbound in done and outbound.result():
+                # The client finished sending (half-close): let the answer come back.
+                await inbound
+        finally:
+            for part in (outbound, inbound):
+                part.cancel()
+            await asyncio.gather(outbound, inbound, return_exceptions=True)
+
+    async def _outbound(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        upstream: asyncio.StreamWriter,
+    ) -> bool:
+        """Client to upstream; ``True`` when the client half-closed its side."""
+        while True:
+            data = await reader.read(_PROXY_CHUNK)
+            mode = self._mode
+            if mode == _BLACKHOLE:
+                if not data:
+                    return False
+                continue
+            if mode != _PASS:
+                _rst(writer.transport)
+                return False
+            if not data:
+                if upstream.can_write_eof():
+                    upstream.write_eof()
+                return True
+            upstream.write(data)
+            await upstream.drain()
+
+    async def _inbound(
+        self,
+        up_reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        upstream: asyncio.StreamWriter,
+    ) -> None:
+        """Upstream to client, through a delay line when ``latency`` is set."""
+        loop = asyncio.get_running_loop()
+        line: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                arrived, data = await line.get()
+                if not data:
+                    return
+                wait = arrived + self._latency - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                mode = self._mode
+                if mode == _BLACKHOLE:
+                    continue
+                if mode != _PASS:
+                    _rst(writer.transport)
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        delivery = asyncio.create_task(deliver())
+        try:
+            while not delivery.done():
+                data = await up_reader.read(_PROXY_CHUNK)
+                line.put_nowait((loop.time(), data))
+                if not data:
+                    break
+            await delivery
+        finally:
+            delivery.cancel()
+            await asyncio.gather(delivery, return_exceptions=True)
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes | None:
