@@ -9,7 +9,11 @@ Hot-path rules, because every call pays for this module:
 
 - attribute dicts are built once per (service, method, port[, status, error]) and cached
   on the route; OpenTelemetry copies them, so sharing is safe;
-- a span that is not recording gets no ``set_attribute`` calls;
+- a span that is not recording gets no ``set_attribute`` calls; attributes known at the
+  start go in ``start_span`` (``url.full`` only when the call span records), the call span's
+  per-call attributes in one ``set_attributes`` at its end;
+- an ended span is dropped from the ``Call`` at once, so it is freed by reference counting
+  rather than with the response's reference cycles;
 - no context is attached or detached: spans take their parent explicitly, and the trace
   context is injected into the attempt's own header list only when there is one to carry;
 - hook event records are built only when the client has hooks.
@@ -243,8 +247,19 @@ class _Hooks:
 class _HeaderSetter(Setter[list[tuple[bytes, bytes]]]):
     """Sets a header in an attempt's own header list, replacing any copy the caller sent."""
 
+    __slots__ = ("_names",)
+
+    def __init__(self) -> None:
+        #: Header names as bytes, per propagator key (a handful: traceparent, baggage, ...).
+        self._names: dict[str, bytes] = {}
+
     def set(self, carrier: list[tuple[bytes, bytes]], key: str, value: str) -> None:
-        set_header(carrier, key.lower().encode("ascii"), value.encode("latin-1"))
+        name = self._names.get(key)
+        if name is None:
+            name = key.lower().encode("ascii")
+            if len(self._names) < _CACHE_LIMIT:
+                self._names[key] = name
+        set_header(carrier, name, value.encode("latin-1"))
 
 
 _SETTER: Final = _HeaderSetter()
@@ -252,9 +267,10 @@ _SETTER: Final = _HeaderSetter()
 
 def set_header(headers: list[tuple[bytes, bytes]], name: bytes, value: bytes) -> None:
     """Replace (or add) one lower-case header in an attempt's header list."""
-    for index in range(len(headers) - 1, -1, -1):
-        if headers[index][0].lower() == name:
-            del headers[index]
+    for key, _ in headers:
+        if key.lower() == name:  # rare: the caller sent it; drop every copy
+            headers[:] = [header for header in headers if header[0].lower() != name]
+            break
     headers.append((name, value))
 
 
@@ -301,8 +317,10 @@ class RouteTelemetry:
 
     __slots__ = (
         "_attempt_attrs",
+        "_attempt_end_attrs",
         "_attempt_metric_attrs",
         "_call_attrs",
+        "_call_end_attrs",
         "_call_metric_attrs",
         "_counter_attrs",
         "deadline_header",
@@ -323,6 +341,8 @@ class RouteTelemetry:
         self.service_attrs: dict[str, Any] = {n.SERVICE: service}
         self._call_attrs: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
         self._attempt_attrs: dict[tuple[str, int, str], dict[str, Any]] = {}
+        self._attempt_end_attrs: dict[tuple[int | None, str], dict[str, Any]] = {}
+        self._call_end_attrs: dict[tuple[int, str, str | None], dict[str, Any]] = {}
         self._attempt_metric_attrs: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._call_metric_attrs: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._counter_attrs: dict[tuple[str, str, str | None], dict[str, Any]] = {}
@@ -367,6 +387,26 @@ class RouteTelemetry:
             )
         return found
 
+    def _attempt_end(self, status: int | None, error: str) -> dict[str, Any]:
+        key = (status, error)
+        found = self._attempt_end_attrs.get(key)
+        if found is None:
+            attributes: dict[str, Any] = {n.ERROR_TYPE: error}
+            if status is not None:
+                attributes[n.HTTP_RESPONSE_STATUS_CODE] = status
+            found = self._cache(self._attempt_end_attrs, key, attributes)
+        return found
+
+    def _call_end(self, attempts: int, outcome: str, error: str | None) -> dict[str, Any]:
+        key = (attempts, outcome, error)
+        found = self._call_end_attrs.get(key)
+        if found is None:
+            attributes: dict[str, Any] = {n.ATTEMPTS: attempts, n.OUTCOME: outcome}
+            if error is not None:
+                attributes[n.ERROR_TYPE] = error
+            found = self._cache(self._call_end_attrs, key, attributes)
+        return found
+
     def _attempt_metric(
         self, method: str, port: int, status: int | None, error: str | None
     ) -> dict[str, Any]:
@@ -408,7 +448,11 @@ class RouteTelemetry:
     # -- the call's life --------------------------------------------------------------------
 
     def call_started(self, call: Call, now: float) -> None:
-        """Start the logical call's INTERNAL span; attempts become its children."""
+        """Start the logical call's INTERNAL span; attempts become its children.
+
+        Its per-call attributes (deadline, attempts, outcome) are set in one
+        ``set_attributes`` when it ends (``call_ended``), not one by one.
+        """
         ctx = get_current()
         if ctx and (
             ctx.get(_SUPPRESS_INSTRUMENTATION_KEY) or ctx.get(_SUPPRESS_HTTP_INSTRUMENTATION_KEY)
@@ -419,14 +463,8 @@ class RouteTelemetry:
         name, attributes = self._call_start(call.request.method, call.port)
         span = self.tracer.start_span(name, ctx, SpanKind.INTERNAL, attributes)
         call.span = span
-        if span is INVALID_SPAN:
-            call.parent = ctx  # nothing to add: a no-op tracer without a parent
-            return
-        call.parent = set_span_in_context(span, ctx)
-        if call.deadline is not None and span.is_recording():
-            span.set_attribute(n.DEADLINE_REMAINING, call.deadline - now)
-            if call.inherited:
-                span.set_attribute(n.DEADLINE_INHERITED, True)
+        # Without a span and without an incoming context there is nothing to add.
+        call.parent = ctx if span is INVALID_SPAN else set_span_in_context(span, ctx)
 
     def attempt_started(
         self, call: Call, endpoint: EndpointState, headers: list[tuple[bytes, bytes]]
@@ -438,8 +476,16 @@ class RouteTelemetry:
             return
         method = call.request.method
         attributes = self._attempt_start(endpoint, method, call.port)
-        if call.attempts:
-            attributes = {**attributes, n.HTTP_REQUEST_RESEND_COUNT: call.attempts}
+        # A recording call span predicts a recording attempt span (its child): then
+        # ``url.full`` goes in at the start, with the rest, rather than in a later
+        # ``set_attribute``; with no SDK it is never computed.
+        url = redact_url(call.request.url) if call.span.is_recording() else None
+        if url is not None or call.attempts:
+            attributes = {**attributes}
+            if url is not None:
+                attributes[n.URL_FULL] = url
+            if call.attempts:
+                attributes[n.HTTP_REQUEST_RESEND_COUNT] = call.attempts
         span = self.tracer.start_span(
             method if method in _KNOWN_METHODS else "HTTP", parent, SpanKind.CLIENT, attributes
         )
@@ -449,7 +495,7 @@ class RouteTelemetry:
                 return  # no span and no incoming context: nothing to propagate
             inject: Context = parent
         else:
-            if span.is_recording():
+            if url is None and span.is_recording():  # a sampler that decided otherwise
                 span.set_attribute(n.URL_FULL, redact_url(call.request.url))
             inject = set_span_in_context(span, parent)
         propagate.get_global_textmap().inject(headers, inject, _SETTER)
@@ -460,12 +506,14 @@ class RouteTelemetry:
         error = call.error_type
         span = call.attempt_span
         if span.is_recording():
-            if status is not None:
-                span.set_attribute(n.HTTP_RESPONSE_STATUS_CODE, status)
             if error is not None:
-                span.set_attribute(n.ERROR_TYPE, error)
+                span.set_attributes(self._attempt_end(status, error))
                 span.set_status(_ERROR)
+            elif status is not None:
+                span.set_attribute(n.HTTP_RESPONSE_STATUS_CODE, status)
         span.end()
+        # Ended: drop it, so it is freed now rather than with the call's reference cycles.
+        call.attempt_span = INVALID_SPAN
         request = call.request
         duration = now - call.sent_at
         if not cancelled:
@@ -539,13 +587,18 @@ class RouteTelemetry:
     def call_ended(self, call: Call, now: float, outcome: str, error: str | None) -> None:
         span = call.span
         if span.is_recording():
-            span.set_attribute(n.ATTEMPTS, call.attempts)
-            span.set_attribute(n.OUTCOME, outcome)
-            if error is not None:
-                span.set_attribute(n.ERROR_TYPE, error)
+            attributes = self._call_end(call.attempts, outcome, error)
+            if call.deadline is not None:
+                attributes = {**attributes, n.DEADLINE_REMAINING: call.deadline - call.start}
+                if call.inherited:
+                    attributes[n.DEADLINE_INHERITED] = True
+            span.set_attributes(attributes)
             if outcome == n.OUTCOME_ERROR or outcome == n.OUTCOME_SERVER_ERROR:
                 span.set_status(_ERROR)
         span.end()
+        # Ended: drop the span and its context (see ``attempt_ended``).
+        call.span = INVALID_SPAN
+        call.parent = None
         self.instruments.call_duration.record(
             now - call.start, self._call_metric(call.request.method, outcome, error)
         )

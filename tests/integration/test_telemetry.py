@@ -3,6 +3,8 @@ the real backend that received the attempts. Globals are never set."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
@@ -364,3 +366,61 @@ async def test_cancellation_is_not_an_error(backend_factory, otel: Otel) -> None
     assert attempt.attributes is not None
     assert "error.type" not in attempt.attributes
     assert attempt.status.status_code is StatusCode.UNSET
+
+
+class _StartAttributes(SpanProcessor):
+    """Records each span's attributes as they were when it started, and a weak reference."""
+
+    def __init__(self) -> None:
+        self.at_start: dict[str, dict[str, Any]] = {}
+        self.alive: list[weakref.ref[Any]] = []
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.at_start[span.name] = dict(span.attributes or {})
+        self.alive.append(weakref.ref(span))
+
+
+def test_attributes_known_at_the_start_are_given_at_the_start(backend_factory, otel: Otel) -> None:
+    """``url.full`` is visible to samplers and processors at the attempt's start; the call's
+    deadline and outcome arrive together when it ends."""
+    backend = backend_factory("a")
+    seen = _StartAttributes()
+    otel.tracer_provider.add_span_processor(seen)
+    with meshclient.Client(
+        services={"users": [backend.address]},
+        policy=meshclient.Policy(timeout=2.0),
+        telemetry=otel.telemetry(),
+    ) as client:
+        client.get("http://users/v1?x=1")
+    assert seen.at_start["GET"]["url.full"] == "http://users/v1?x=1"
+    assert seen.at_start["GET users"] == {
+        "meshclient.service": "users",
+        "http.request.method": "GET",
+    }
+    call, (attempt,) = tree(otel.spans())
+    assert call.attributes is not None
+    assert 1.5 < call.attributes["meshclient.deadline.remaining"] <= 2.0
+    assert "meshclient.deadline.inherited" not in call.attributes
+    assert call.attributes["meshclient.outcome"] == "success"
+    assert attempt.attributes is not None
+    assert attempt.attributes["http.response.status_code"] == 200
+
+
+def test_ended_spans_are_not_kept_alive_by_the_call(backend_factory, otel: Otel) -> None:
+    """Once ended, a call's spans are freed by reference counting, not left to the cycle
+    collector with the response (which still references the call)."""
+    backend = backend_factory("a")
+    seen = _StartAttributes()
+    otel.tracer_provider.add_span_processor(seen)
+    with meshclient.Client(
+        services={"users": [backend.address]}, telemetry=otel.telemetry()
+    ) as client:
+        gc.disable()
+        try:
+            response = client.get("http://users/")
+            assert response.status_code == 200
+            assert len(seen.alive) == 2
+            assert [ref() for ref in seen.alive] == [None, None]
+        finally:
+            gc.enable()
+    assert len(otel.spans()) == 2
