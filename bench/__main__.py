@@ -15,19 +15,28 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import async_throughput, health_faults, retry_storm, sync_overhead, tail_latency
+from . import (
+    async_throughput,
+    health_faults,
+    retry_storm,
+    sync_overhead,
+    tail_latency,
+    telemetry_cost,
+)
 from .machine import ForeignCpu
-from .report import ScenarioResult, render, write_json
+from .report import ScenarioResult, git_dirty, render, write_json
 
 #: Cores' worth of CPU used by other processes above which a scenario's numbers are suspect.
 BUSY_MACHINE = 0.10
 
 SCENARIOS: dict[str, Callable[..., ScenarioResult]] = {
     sync_overhead.NAME: sync_overhead.run,
+    telemetry_cost.NAME: telemetry_cost.run,
     async_throughput.NAME: async_throughput.run,
     tail_latency.NAME: tail_latency.run,
     retry_storm.NAME: retry_storm.run,
-    health_faults.NAME: health_faults.run,
+    health_faults.OUTAGE_NAME: health_faults.run_partial_outage,
+    health_faults.BLACK_HOLE_NAME: health_faults.run_black_hole,
 }
 
 
@@ -64,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = "quick" if args.quick else "full"
     print(f"meshclient benchmarks ({mode}): {', '.join(names)}", flush=True)
     results: list[ScenarioResult] = []
+    dirty_at_start = git_dirty()
     started = time.perf_counter()
     for name in names:
         began = time.perf_counter()
@@ -93,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         + (f"; scenarios that failed to run: {', '.join(failed)}" if failed else "")
         + f"; {time.perf_counter() - started:.0f} s total"
     )
-    write_json(args.out, results, quick=args.quick)
+    dirty = write_json(args.out, results, quick=args.quick, dirty_at_start=dirty_at_start)
+    if dirty:
+        print(f"note: uncommitted library changes were measured (not HEAD): {', '.join(dirty)}")
     print(f"results written to {args.out}")
     return 0
 

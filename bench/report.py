@@ -16,7 +16,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Check", "ScenarioResult", "median", "percentile", "render", "write_json"]
+__all__ = [
+    "Check",
+    "ScenarioResult",
+    "git_dirty",
+    "median",
+    "percentile",
+    "render",
+    "write_json",
+]
 
 
 @dataclass
@@ -129,21 +137,33 @@ def _version(dist: str) -> str:
         return "-"
 
 
-def _git_head() -> str:
+def _git(*args: str) -> str:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except OSError:
-        return "-"
-    return out.stdout.strip() or "-"
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout
 
 
-def write_json(path: Path, results: Sequence[ScenarioResult], *, quick: bool) -> None:
+def _git_head() -> str:
+    return _git("rev-parse", "--short", "HEAD").strip() or "-"
+
+
+def git_dirty() -> list[str]:
+    """Library files that differ from HEAD: the numbers are for the working tree, not HEAD."""
+    status = _git("status", "--porcelain", "--", "src")
+    return [line[3:] for line in status.splitlines() if line.strip()]
+
+
+def write_json(
+    path: Path,
+    results: Sequence[ScenarioResult],
+    *,
+    quick: bool,
+    dirty_at_start: Sequence[str] = (),
+) -> list[str]:
+    """Write the results; return the library files that differed from HEAD (start or end)."""
+    dirty = sorted(set(dirty_at_start) | set(git_dirty()))
     payload = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "quick": quick,
@@ -152,8 +172,10 @@ def write_json(path: Path, results: Sequence[ScenarioResult], *, quick: bool) ->
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
             "git_head": _git_head(),
+            "git_dirty_src": dirty,
             "versions": {dist: _version(dist) for dist in _DISTRIBUTIONS},
         },
         "scenarios": {result.name: result.to_json() for result in results},
     }
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return dirty

@@ -2,33 +2,29 @@
 
 Clients against one backend process: raw ``httpx.Client``; meshclient's default stack
 (balancer, retries with budget, accounting, deadline, endpoint health; tracing API without an
-SDK); the same with endpoint health off; the same with the OpenTelemetry SDK recording spans
-and metrics; and a hand-composed peer (httpx + tenacity ``Retrying`` + pybreaker
-``CircuitBreaker`` + one OpenTelemetry SDK span per call).
-The variants are interleaved over several rounds, in a rotating order, and each variant's
-median round is reported, so drift (CPU frequency, noisy neighbours) hits them alike.
+SDK); and the same with endpoint health off (``Service(outlier=None)``), for the cost of
+health tracking. (The OpenTelemetry SDK and the hand-composed peer are ``telemetry_cost``.)
+
+Method, shared with ``telemetry_cost``: after a warm-up of every variant, the variants run
+interleaved, one block of sequential calls each per round, in an order rotated every round,
+so drift (CPU frequency, noisy neighbours) hits them alike. The table gives each variant's
+median block; a ratio or difference between two variants is the median over rounds of the
+per-round ratio or difference of their blocks (blocks of one round run seconds apart, so a
+slow phase of the machine cancels out instead of landing on one side of the comparison).
+CPU is ``time.process_time()`` (the whole client process, every thread);
+``time.thread_time()`` of the calling thread is kept alongside.
 """
 
 from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import pybreaker
-import tenacity
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    MetricExporter,
-    MetricExportResult,
-    PeriodicExportingMetricReader,
-)
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import SpanKind
 
 import meshclient
 
@@ -41,157 +37,142 @@ TARGET_RATIO = 1.10
 TARGET_HEALTH_RATIO = 1.05
 PATH = "/x"
 
-
-class _DropExporter(SpanExporter):
-    """Accepts every batch and throws it away: the SDK's work is measured, no I/O."""
-
-    def export(self, spans: Sequence[Any]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
+Get = Callable[[], httpx.Response]
 
 
-class _DropMetrics(MetricExporter):
-    def __init__(self) -> None:
-        super().__init__()
+@dataclass
+class Block:
+    """One block of sequential calls, per call: process CPU, calling-thread CPU, wall (µs)."""
 
-    def export(self, metrics_data: Any, timeout_millis: float = 0, **kwargs: Any) -> Any:
-        return MetricExportResult.SUCCESS
-
-    def force_flush(self, timeout_millis: float = 0) -> bool:
-        return True
-
-    def shutdown(self, timeout_millis: float = 0, **kwargs: Any) -> None:
-        pass
+    cpu_us: float
+    thread_us: float
+    wall_us: float
+    bad: int
 
 
-def _sdk_telemetry(stack: ExitStack) -> meshclient.Telemetry:
-    """Private SDK providers (batch spans, periodic metrics), exporting to nowhere."""
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(_DropExporter()))
-    reader = PeriodicExportingMetricReader(_DropMetrics(), export_interval_millis=60_000)
-    meter_provider = MeterProvider(metric_readers=[reader])
-    stack.callback(tracer_provider.shutdown)
-    stack.callback(meter_provider.shutdown)
-    return meshclient.Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider)
+@dataclass
+class Variant:
+    get: Get
+    #: Called at the end of every block, inside the measurement: work a variant defers to
+    #: another thread (an SDK's batch export) is then paid by the block that caused it.
+    flush: Callable[[], object] | None = None
 
 
-class _ServerError(Exception):
-    """A 5xx answer, raised so the peer's breaker and retry loop see it as a failure."""
-
-
-class Peer:
-    """What a team would hand-build: one span, a retry loop and a breaker around httpx."""
-
-    def __init__(self, base_url: str) -> None:
-        self.client = httpx.Client()
-        self.url = base_url + PATH
-        self.provider = TracerProvider()
-        self.provider.add_span_processor(BatchSpanProcessor(_DropExporter()))
-        self.tracer = self.provider.get_tracer("bench.peer")
-        self.breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
-        self.retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(3),
-            wait=tenacity.wait_random_exponential(multiplier=0.025, max=0.25),
-            retry=tenacity.retry_if_exception_type((httpx.TransportError, _ServerError)),
-            reraise=True,
-        )
-
-    def _send(self) -> httpx.Response:
-        response = self.client.get(self.url)
-        if response.status_code >= 500:
-            raise _ServerError(response.status_code)
-        return response
-
-    def get(self) -> httpx.Response:
-        with self.tracer.start_as_current_span("GET", kind=SpanKind.CLIENT) as span:
-            span.set_attribute("http.request.method", "GET")
-            span.set_attribute("url.full", self.url)
-            response: httpx.Response = self.retrying(self.breaker.call, self._send)
-            span.set_attribute("http.response.status_code", response.status_code)
-            return response
-
-    def close(self) -> None:
-        self.client.close()
-        self.provider.shutdown()
-
-
-def _block(get: Callable[[], httpx.Response], calls: int) -> tuple[float, float, int]:
-    """``calls`` sequential GETs: (CPU µs per call, wall µs per call, non-200 answers)."""
+def block(variant: Variant, calls: int) -> Block:
+    """``calls`` sequential GETs (then ``flush``), measured."""
     gc.collect()
     bad = 0
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    get = variant.get
+    cpu0, thread0, wall0 = time.process_time(), time.thread_time(), time.perf_counter()
     for _ in range(calls):
         if get().status_code != 200:
             bad += 1
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    return cpu / calls * 1e6, wall / calls * 1e6, bad
+    if variant.flush is not None:
+        variant.flush()
+    wall = time.perf_counter() - wall0
+    cpu, thread = time.process_time() - cpu0, time.thread_time() - thread0
+    return Block(cpu / calls * 1e6, thread / calls * 1e6, wall / calls * 1e6, bad)
 
 
-def run(*, quick: bool) -> ScenarioResult:
-    rounds, calls, warmup = (3, 300, 200) if quick else (10, 1000, 1000)
-    result = ScenarioResult(
-        NAME,
-        "sequential sync GETs, one keep-alive connection, client CPU per call",
-        ["variant", "cpu_us_per_call", "wall_us_per_call", "ratio_vs_raw", "round_spread_%"],
-        params={"rounds": rounds, "calls_per_round": calls, "warmup_calls": warmup},
+def interleave(
+    variants: dict[str, Variant], *, rounds: int, calls: int, warmup: int
+) -> dict[str, list[Block]]:
+    """Warm every variant up, then ``rounds`` rounds of one block each, order rotated."""
+    for variant in variants.values():
+        block(variant, warmup)
+    samples: dict[str, list[Block]] = {name: [] for name in variants}
+    names = list(variants)
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            samples[name].append(block(variants[name], calls))
+    return samples
+
+
+def paired(
+    samples: dict[str, list[Block]],
+    a: str,
+    b: str,
+    op: Callable[[float, float], float],
+    field: str = "cpu_us",
+) -> float:
+    """Median over rounds of ``op(a's block, b's block)`` on ``field``."""
+    return median(
+        [
+            op(getattr(x, field), getattr(y, field))
+            for x, y in zip(samples[a], samples[b], strict=True)
+        ]
     )
-    with backends([{"name": "b1"}]) as (backend,), ExitStack() as stack:
-        raw = stack.enter_context(httpx.Client())
-        mesh = stack.enter_context(
-            meshclient.Client(
-                services={"svc": [backend.addr]},
-                policy=meshclient.Policy(timeout=meshclient.Timeout(total=5.0)),
-            )
-        )
-        no_health = stack.enter_context(
-            meshclient.Client(
-                services={"svc": meshclient.Service([backend.addr], outlier=None)},
-                policy=meshclient.Policy(timeout=meshclient.Timeout(total=5.0)),
-            )
-        )
-        with_sdk = stack.enter_context(
-            meshclient.Client(
-                services={"svc": [backend.addr]},
-                policy=meshclient.Policy(timeout=meshclient.Timeout(total=5.0)),
-                telemetry=_sdk_telemetry(stack),
-            )
-        )
-        peer = Peer(backend.url)
-        stack.callback(peer.close)
-        raw_url, mesh_url = backend.url + PATH, "http://svc" + PATH
-        variants: dict[str, Callable[[], httpx.Response]] = {
-            "raw httpx": lambda: raw.get(raw_url),
-            "meshclient": lambda: mesh.get(mesh_url),
-            "meshclient, health off": lambda: no_health.get(mesh_url),
-            "meshclient + OTel SDK": lambda: with_sdk.get(mesh_url),
-            "httpx+tenacity+pybreaker+otel": peer.get,
-        }
-        for get in variants.values():
-            _block(get, warmup)
-        samples: dict[str, list[tuple[float, float, int]]] = {name: [] for name in variants}
-        names = list(variants)
-        for r in range(rounds):
-            order = names[r % len(names) :] + names[: r % len(names)]
-            for name in order:
-                samples[name].append(_block(variants[name], calls))
-        connections = backend.count()
-    raw_cpu = median([s[0] for s in samples["raw httpx"]])
-    for name, rows in samples.items():
-        cpus = [s[0] for s in rows]
+
+
+def ratio(x: float, y: float) -> float:
+    return x / y
+
+
+def difference(x: float, y: float) -> float:
+    return x - y
+
+
+def rows(samples: dict[str, list[Block]], reference: str) -> list[dict[str, Any]]:
+    """One table row per variant; ratios and overheads paired per round with ``reference``."""
+    out = []
+    for name, blocks in samples.items():
+        cpus = [b.cpu_us for b in blocks]
         cpu = median(cpus)
-        result.rows.append(
+        out.append(
             {
                 "variant": name,
                 "cpu_us_per_call": cpu,
-                "wall_us_per_call": median([s[1] for s in rows]),
-                "ratio_vs_raw": cpu / raw_cpu,
+                "thread_cpu_us_per_call": median([b.thread_us for b in blocks]),
+                "wall_us_per_call": median([b.wall_us for b in blocks]),
+                "ratio_vs_raw": paired(samples, name, reference, ratio),
+                "overhead_us": paired(samples, name, reference, difference),
+                "thread_overhead_us": paired(samples, name, reference, difference, "thread_us"),
                 "round_spread_%": (max(cpus) - min(cpus)) / cpu * 100,
-                "non_200": sum(s[2] for s in rows),
+                "non_200": sum(b.bad for b in blocks),
                 "rounds_cpu_us": cpus,
+                "rounds_thread_cpu_us": [b.thread_us for b in blocks],
             }
         )
+    return out
+
+
+def run(*, quick: bool) -> ScenarioResult:
+    rounds, calls, warmup = (3, 300, 200) if quick else (12, 1000, 1000)
+    result = ScenarioResult(
+        NAME,
+        "sequential sync GETs, one keep-alive connection, client CPU per call",
+        [
+            "variant",
+            "cpu_us_per_call",
+            "thread_cpu_us_per_call",
+            "wall_us_per_call",
+            "ratio_vs_raw",
+            "overhead_us",
+            "round_spread_%",
+        ],
+        params={"rounds": rounds, "calls_per_round": calls, "warmup_calls": warmup},
+    )
+    with backends([{"name": "b1"}]) as (backend,), ExitStack() as stack:
+        policy = meshclient.Policy(timeout=meshclient.Timeout(total=5.0))
+        raw = stack.enter_context(httpx.Client())
+        mesh = stack.enter_context(
+            meshclient.Client(services={"svc": [backend.addr]}, policy=policy)
+        )
+        no_health = stack.enter_context(
+            meshclient.Client(
+                services={"svc": meshclient.Service([backend.addr], outlier=None)}, policy=policy
+            )
+        )
+        raw_url, mesh_url = backend.url + PATH, "http://svc" + PATH
+        variants = {
+            "raw httpx": Variant(lambda: raw.get(raw_url)),
+            "meshclient": Variant(lambda: mesh.get(mesh_url)),
+            "meshclient, health off": Variant(lambda: no_health.get(mesh_url)),
+        }
+        samples = interleave(variants, rounds=rounds, calls=calls, warmup=warmup)
+        served = backend.count()
+    result.rows = rows(samples, "raw httpx")
     by_name = {row["variant"]: row for row in result.rows}
     result.checks.append(
         Check(
@@ -202,25 +183,18 @@ def run(*, quick: bool) -> ScenarioResult:
             "x",
         )
     )
+    health = paired(samples, "meshclient", "meshclient, health off", ratio)
     result.checks.append(
-        Check(
-            "health on / health off CPU",
-            by_name["meshclient"]["cpu_us_per_call"]
-            / by_name["meshclient, health off"]["cpu_us_per_call"],
-            "<=",
-            TARGET_HEALTH_RATIO,
-            "x",
-        )
+        Check("health on / health off CPU", health, "<=", TARGET_HEALTH_RATIO, "x")
     )
-    peer_cost = by_name["httpx+tenacity+pybreaker+otel"]["cpu_us_per_call"] - raw_cpu
-    sdk_cost = by_name["meshclient + OTel SDK"]["cpu_us_per_call"] - raw_cpu
-    result.checks.append(
-        Check("meshclient+SDK overhead over raw vs the peer's", sdk_cost, "<=", peer_cost, " µs")
+    result.extra["health_on_minus_off_us"] = paired(
+        samples, "meshclient", "meshclient, health off", difference
     )
     result.notes.append(
-        f"peer (httpx+tenacity+pybreaker+otel) ratio "
-        f"{by_name['httpx+tenacity+pybreaker+otel']['ratio_vs_raw']:.2f}x (expected ~1.35x); "
-        f"backend served {connections} requests"
+        f"ratios and overheads: median over {rounds} rounds of the per-round ratio/difference "
+        f"with raw httpx; health on costs "
+        f"{result.extra['health_on_minus_off_us']:+.1f} µs per call over health off; "
+        f"backend served {served} requests"
     )
     bad = sum(row["non_200"] for row in result.rows)
     if bad:

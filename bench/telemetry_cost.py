@@ -1,0 +1,245 @@
+"""Scenario: what telemetry costs per sync call, side by side in one run.
+
+Four clients against one backend process, sequential GETs on one keep-alive connection:
+
+- raw ``httpx.Client``: the reference;
+- meshclient with no OpenTelemetry SDK (the API's no-op providers): target ≤ 1.10x raw;
+- meshclient with the SDK: a private ``TracerProvider`` with a ``BatchSpanProcessor`` and a
+  ``MeterProvider`` with a ``PeriodicExportingMetricReader`` (60 s interval), both exporting to
+  exporters that drop everything (the SDK's work is measured, no I/O), passed as
+  ``Client(telemetry=meshclient.Telemetry(tracer_provider=..., meter_provider=...))``;
+- the hand-composed peer: httpx + tenacity ``Retrying`` + pybreaker ``CircuitBreaker`` + one
+  manual SDK span per call on the same kind of tracer provider.
+
+Target: meshclient-with-SDK's CPU overhead over raw ≤ the peer's overhead over raw (although
+meshclient emits more: a logical INTERNAL span and one CLIENT span per attempt, plus metrics).
+
+CPU is measured two ways. ``time.process_time()`` is the whole client process, which includes
+the ``BatchSpanProcessor``'s export thread; ``time.thread_time()`` is the calling thread only.
+The target uses process CPU (the cost an application pays); the difference between the two is
+the export thread's share. Every block of an SDK variant ends with ``force_flush()`` inside the
+measurement, so the spans a block produced are exported (and paid for) within it rather than
+during a later block of another variant. Method as ``sync_overhead``: interleaved rounds,
+medians, ratios and differences paired per round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import ExitStack
+from typing import Any
+
+import httpx
+import pybreaker
+import tenacity
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
+
+import meshclient
+
+from .procs import backends
+from .report import Check, ScenarioResult
+from .sync_overhead import Variant, difference, interleave, paired, rows
+
+NAME = "telemetry_cost"
+TARGET_RATIO = 1.10
+PATH = "/x"
+#: Metric export interval: long, so collection never lands in a measured block.
+METRIC_INTERVAL_MS = 60_000
+
+RAW, MESH, MESH_SDK, PEER = (
+    "raw httpx",
+    "meshclient, no SDK",
+    "meshclient + OTel SDK",
+    "httpx+tenacity+pybreaker+otel span",
+)
+
+
+class DropExporter(SpanExporter):
+    """Accepts every batch, counts its spans and throws them away."""
+
+    def __init__(self) -> None:
+        self.spans = 0
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        self.spans += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+class DropMetrics(MetricExporter):
+    def __init__(self) -> None:
+        super().__init__()
+
+    def export(self, metrics_data: Any, timeout_millis: float = 0, **kwargs: Any) -> Any:
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 0) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 0, **kwargs: Any) -> None:
+        pass
+
+
+def tracer_provider(stack: ExitStack) -> tuple[TracerProvider, DropExporter]:
+    exporter = DropExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    stack.callback(provider.shutdown)
+    return provider, exporter
+
+
+def meter_provider(stack: ExitStack) -> MeterProvider:
+    reader = PeriodicExportingMetricReader(DropMetrics(), export_interval_millis=METRIC_INTERVAL_MS)
+    provider = MeterProvider(metric_readers=[reader])
+    stack.callback(provider.shutdown)
+    return provider
+
+
+class _ServerError(Exception):
+    """A 5xx answer, raised so the peer's breaker and retry loop see it as a failure."""
+
+
+class Peer:
+    """What a team would hand-build: one span, a retry loop and a breaker around httpx."""
+
+    def __init__(self, url: str, provider: TracerProvider) -> None:
+        self.client = httpx.Client()
+        self.url = url
+        self.tracer = provider.get_tracer("bench.peer")
+        self.breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
+        self.retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(3),
+            wait=tenacity.wait_random_exponential(multiplier=0.025, max=0.25),
+            retry=tenacity.retry_if_exception_type((httpx.TransportError, _ServerError)),
+            reraise=True,
+        )
+
+    def _send(self) -> httpx.Response:
+        response = self.client.get(self.url)
+        if response.status_code >= 500:
+            raise _ServerError(response.status_code)
+        return response
+
+    def get(self) -> httpx.Response:
+        with self.tracer.start_as_current_span("GET", kind=SpanKind.CLIENT) as span:
+            span.set_attribute("http.request.method", "GET")
+            span.set_attribute("url.full", self.url)
+            response: httpx.Response = self.retrying(self.breaker.call, self._send)
+            span.set_attribute("http.response.status_code", response.status_code)
+            return response
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def run(*, quick: bool) -> ScenarioResult:
+    rounds, calls, warmup = (3, 300, 200) if quick else (12, 1000, 1000)
+    result = ScenarioResult(
+        NAME,
+        "sequential sync GETs, one keep-alive connection: CPU per call with and without the SDK",
+        [
+            "variant",
+            "cpu_us_per_call",
+            "thread_cpu_us_per_call",
+            "wall_us_per_call",
+            "ratio_vs_raw",
+            "overhead_us",
+            "thread_overhead_us",
+            "spans_per_call",
+        ],
+        params={
+            "rounds": rounds,
+            "calls_per_round": calls,
+            "warmup_calls": warmup,
+            "metric_export_interval_ms": METRIC_INTERVAL_MS,
+            "cpu_target_clock": "time.process_time (whole client process, export thread included)",
+        },
+    )
+    with backends([{"name": "b1"}]) as (backend,), ExitStack() as stack:
+        policy = meshclient.Policy(timeout=meshclient.Timeout(total=5.0))
+        raw = stack.enter_context(httpx.Client())
+        mesh = stack.enter_context(
+            meshclient.Client(services={"svc": [backend.addr]}, policy=policy)
+        )
+        mesh_tp, mesh_spans = tracer_provider(stack)
+        with_sdk = stack.enter_context(
+            meshclient.Client(
+                services={"svc": [backend.addr]},
+                policy=policy,
+                telemetry=meshclient.Telemetry(
+                    tracer_provider=mesh_tp, meter_provider=meter_provider(stack)
+                ),
+            )
+        )
+        peer_tp, peer_spans = tracer_provider(stack)
+        peer = Peer(backend.url + PATH, peer_tp)
+        stack.callback(peer.close)
+        raw_url, mesh_url = backend.url + PATH, "http://svc" + PATH
+        variants = {
+            RAW: Variant(lambda: raw.get(raw_url)),
+            MESH: Variant(lambda: mesh.get(mesh_url)),
+            MESH_SDK: Variant(lambda: with_sdk.get(mesh_url), flush=mesh_tp.force_flush),
+            PEER: Variant(peer.get, flush=peer_tp.force_flush),
+        }
+        samples = interleave(variants, rounds=rounds, calls=calls, warmup=warmup)
+        served = backend.count()
+    total_calls = warmup + rounds * calls
+    result.rows = rows(samples, RAW)
+    by_name = {row["variant"]: row for row in result.rows}
+    by_name[MESH_SDK]["spans_per_call"] = mesh_spans.spans / total_calls
+    by_name[PEER]["spans_per_call"] = peer_spans.spans / total_calls
+    for row in result.rows:
+        row.setdefault("spans_per_call", 0.0)
+        row["export_thread_us_per_call"] = row["cpu_us_per_call"] - row["thread_cpu_us_per_call"]
+    sdk_cost = by_name[MESH_SDK]["overhead_us"]
+    peer_cost = by_name[PEER]["overhead_us"]
+    result.checks.append(
+        Check(
+            "meshclient (no SDK) CPU / raw httpx",
+            by_name[MESH]["ratio_vs_raw"],
+            "<=",
+            TARGET_RATIO,
+            "x",
+        )
+    )
+    result.checks.append(
+        Check(
+            "meshclient+SDK overhead over raw vs the peer's (process CPU)",
+            sdk_cost,
+            "<=",
+            peer_cost,
+            " µs",
+        )
+    )
+    telemetry_only = paired(samples, MESH_SDK, MESH, difference)
+    result.extra["sdk_minus_no_sdk_us"] = telemetry_only
+    result.notes.append(
+        "the target compares process CPU (time.process_time: every thread of the client "
+        "process, the BatchSpanProcessor's export thread included); thread_cpu_us_per_call "
+        "is the calling thread alone (time.thread_time)"
+    )
+    result.notes.append(
+        f"overhead over raw, process CPU: meshclient+SDK {sdk_cost:+.1f} µs, peer "
+        f"{peer_cost:+.1f} µs; calling thread only: meshclient+SDK "
+        f"{by_name[MESH_SDK]['thread_overhead_us']:+.1f} µs, peer "
+        f"{by_name[PEER]['thread_overhead_us']:+.1f} µs; the SDK itself costs meshclient "
+        f"{telemetry_only:+.1f} µs per call over the no-SDK stack"
+    )
+    result.notes.append(
+        f"peer ratio {by_name[PEER]['ratio_vs_raw']:.2f}x (issue: ~+120 µs CPU here); "
+        f"backend served {served} requests"
+    )
+    bad = sum(row["non_200"] for row in result.rows)
+    if bad:
+        result.notes.append(f"{bad} non-200 answers: the measurement is suspect")
+    return result
