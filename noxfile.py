@@ -40,7 +40,7 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Ratios against raw httpx measured in the same run; writes bench-results.json."""
+    """Ratios against raw httpx measured in the same run; the docs render its JSON."""
     session.install(".", *group("bench"))
     # matplotlib (the CDF plot) writes its cache here rather than into $HOME.
     session.env["MPLCONFIGDIR"] = session.create_tmp()

@@ -1,4 +1,4 @@
-"""Scenario results: a plain-text table on stdout and ``bench-results.json``."""
+"""Scenario results: a plain-text table on stdout and a JSON file."""
 
 from __future__ import annotations
 

@@ -9,7 +9,11 @@ Four clients against one backend process, sequential GETs on one keep-alive conn
   exporters that drop everything (the SDK's work is measured, no I/O), passed as
   ``Client(telemetry=meshclient.Telemetry(tracer_provider=..., meter_provider=...))``;
 - the hand-composed peer: httpx + tenacity ``Retrying`` + pybreaker ``CircuitBreaker`` + one
-  manual SDK span per call on the same kind of tracer provider.
+  manual SDK span per call on the same kind of tracer provider;
+- the floor: raw httpx plus, hand-written, only the SDK calls the telemetry contract requires of
+  a one-attempt call (an INTERNAL and a CLIENT span with their attributes, trace-context
+  injection, two histogram records). No client can emit that telemetry for less; the gap
+  between it and meshclient+SDK is meshclient's own telemetry glue.
 
 Target: meshclient-with-SDK's CPU overhead over raw ≤ the peer's overhead over raw (although
 meshclient emits more: a logical INTERNAL span and one CLIENT span per attempt, plus metrics).
@@ -25,6 +29,7 @@ medians, ratios and differences paired per round.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
@@ -32,6 +37,7 @@ from typing import Any
 import httpx
 import pybreaker
 import tenacity
+from opentelemetry import propagate
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
@@ -40,11 +46,11 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, set_span_in_context
 
 import meshclient
 
-from .procs import backends
+from .procs import HOST, backends
 from .report import Check, ScenarioResult
 from .sync_overhead import Variant, difference, interleave, paired, rows
 
@@ -54,11 +60,12 @@ PATH = "/x"
 #: Metric export interval: long, so collection never lands in a measured block.
 METRIC_INTERVAL_MS = 60_000
 
-RAW, MESH, MESH_SDK, PEER = (
+RAW, MESH, MESH_SDK, PEER, FLOOR = (
     "raw httpx",
     "meshclient, no SDK",
     "meshclient + OTel SDK",
     "httpx+tenacity+pybreaker+otel span",
+    "raw httpx + the contract's SDK calls",
 )
 
 
@@ -142,6 +149,61 @@ class Peer:
         self.client.close()
 
 
+class Floor:
+    """Raw httpx plus the SDK work a one-attempt call's telemetry needs, and nothing else."""
+
+    def __init__(
+        self, url: str, provider: TracerProvider, meters: MeterProvider, host: str, port: int
+    ) -> None:
+        self.client = httpx.Client()
+        self.url = url
+        self.tracer = provider.get_tracer("bench.floor")
+        meter = meters.get_meter("bench.floor")
+        self.attempt_duration = meter.create_histogram("http.client.request.duration", unit="s")
+        self.call_duration = meter.create_histogram("meshclient.call.duration", unit="s")
+        self.call_attrs = {
+            "http.request.method": "GET",
+            "server.address": "svc",
+            "meshclient.service": "svc",
+        }
+        self.attempt_attrs = {
+            **self.call_attrs,
+            "server.port": 80,
+            "network.peer.address": host,
+            "network.peer.port": port,
+            "url.full": url,
+        }
+        self.attempt_metric_attrs = {
+            "http.request.method": "GET",
+            "server.address": "svc",
+            "server.port": 80,
+            "http.response.status_code": 200,
+        }
+        self.call_metric_attrs = {**self.call_attrs, "meshclient.outcome": "success"}
+        self.call_end_attrs = {"meshclient.attempts": 1, "meshclient.outcome": "success"}
+
+    def get(self) -> httpx.Response:
+        start = time.perf_counter()
+        call = self.tracer.start_span("GET svc", None, SpanKind.INTERNAL, self.call_attrs)
+        parent = set_span_in_context(call)
+        attempt = self.tracer.start_span("GET", parent, SpanKind.CLIENT, self.attempt_attrs)
+        headers: dict[str, str] = {}
+        propagate.inject(headers, set_span_in_context(attempt, parent))
+        sent = time.perf_counter()
+        response = self.client.get(self.url, headers=headers)
+        now = time.perf_counter()
+        attempt.set_attribute("http.response.status_code", response.status_code)
+        attempt.end()
+        self.attempt_duration.record(now - sent, self.attempt_metric_attrs)
+        call.set_attributes(self.call_end_attrs)
+        call.end()
+        self.call_duration.record(now - start, self.call_metric_attrs)
+        return response
+
+    def close(self) -> None:
+        self.client.close()
+
+
 def run(*, quick: bool) -> ScenarioResult:
     rounds, calls, warmup = (3, 300, 200) if quick else (12, 1000, 1000)
     result = ScenarioResult(
@@ -184,12 +246,16 @@ def run(*, quick: bool) -> ScenarioResult:
         peer_tp, peer_spans = tracer_provider(stack)
         peer = Peer(backend.url + PATH, peer_tp)
         stack.callback(peer.close)
+        floor_tp, floor_spans = tracer_provider(stack)
+        floor = Floor(backend.url + PATH, floor_tp, meter_provider(stack), HOST, backend.port)
+        stack.callback(floor.close)
         raw_url, mesh_url = backend.url + PATH, "http://svc" + PATH
         variants = {
             RAW: Variant(lambda: raw.get(raw_url)),
             MESH: Variant(lambda: mesh.get(mesh_url)),
             MESH_SDK: Variant(lambda: with_sdk.get(mesh_url), flush=mesh_tp.force_flush),
             PEER: Variant(peer.get, flush=peer_tp.force_flush),
+            FLOOR: Variant(floor.get, flush=floor_tp.force_flush),
         }
         samples = interleave(variants, rounds=rounds, calls=calls, warmup=warmup)
         served = backend.count()
@@ -198,6 +264,7 @@ def run(*, quick: bool) -> ScenarioResult:
     by_name = {row["variant"]: row for row in result.rows}
     by_name[MESH_SDK]["spans_per_call"] = mesh_spans.spans / total_calls
     by_name[PEER]["spans_per_call"] = peer_spans.spans / total_calls
+    by_name[FLOOR]["spans_per_call"] = floor_spans.spans / total_calls
     for row in result.rows:
         row.setdefault("spans_per_call", 0.0)
         row["export_thread_us_per_call"] = row["cpu_us_per_call"] - row["thread_cpu_us_per_call"]
@@ -223,6 +290,10 @@ def run(*, quick: bool) -> ScenarioResult:
     )
     telemetry_only = paired(samples, MESH_SDK, MESH, difference)
     result.extra["sdk_minus_no_sdk_us"] = telemetry_only
+    floor_cost = by_name[FLOOR]["overhead_us"]
+    glue = paired(samples, MESH_SDK, FLOOR, difference)
+    result.extra["floor_overhead_us"] = floor_cost
+    result.extra["mesh_sdk_minus_floor_us"] = glue
     result.notes.append(
         "the target compares process CPU (time.process_time: every thread of the client "
         "process, the BatchSpanProcessor's export thread included); thread_cpu_us_per_call "
@@ -234,6 +305,12 @@ def run(*, quick: bool) -> ScenarioResult:
         f"{by_name[MESH_SDK]['thread_overhead_us']:+.1f} µs, peer "
         f"{by_name[PEER]['thread_overhead_us']:+.1f} µs; the SDK itself costs meshclient "
         f"{telemetry_only:+.1f} µs per call over the no-SDK stack"
+    )
+    result.notes.append(
+        f"the contract's SDK calls alone (2 spans, injection, 2 histogram records) cost "
+        f"{floor_cost:+.1f} µs over raw, the peer's whole stack {peer_cost:+.1f} µs; meshclient "
+        f"+ SDK costs {glue:+.1f} µs over that floor (its balancer, retries, budget, health "
+        f"and telemetry glue)"
     )
     result.notes.append(
         f"peer ratio {by_name[PEER]['ratio_vs_raw']:.2f}x (issue: ~+120 µs CPU here); "

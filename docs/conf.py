@@ -3,10 +3,10 @@
 Nothing here fetches from the network: no intersphinx, no web fonts, no CDN scripts. A
 build-time hook fills in what may or may not exist yet:
 
-- ``benchmarks.md`` gets the results of ``nox -s bench`` (``bench-results.json`` at the
-  repository root, or ``docs/_generated/bench-results.json``) rendered as tables, and the
-  tail-latency CDF plot if ``docs/_generated/tail-latency-cdf.png`` exists; otherwise a
-  clearly labelled placeholder.
+- ``benchmarks.md`` gets the results of ``nox -s bench``
+  (``docs/_generated/bench-results.json``, committed after a full run) rendered as tables,
+  and the tail-latency CDF plot (``docs/_generated/tail-latency-cdf.png``); if either is
+  missing, a clearly labelled placeholder.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 
 project = "meshclient"
 author = "the meshclient authors"
@@ -39,6 +38,8 @@ CDF_PNG = HERE / "_generated" / "tail-latency-cdf.png"
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         if math.isnan(value):
             return "-"
@@ -51,14 +52,14 @@ def _fmt(value: Any) -> str:
 
 
 def _bench_results() -> dict[str, Any] | None:
-    for path in (ROOT / "bench-results.json", HERE / "_generated" / "bench-results.json"):
-        if path.exists():
-            try:
-                data: dict[str, Any] = json.loads(path.read_text())
-            except ValueError:
-                return None
-            return data
-    return None
+    path = HERE / "_generated" / "bench-results.json"
+    if not path.exists():
+        return None
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return data
 
 
 def bench_markdown() -> str:
@@ -73,8 +74,9 @@ def bench_markdown() -> str:
     if data is None:
         parts.append(
             ":::{note}\n**Placeholder: no benchmark results in this build.** Run "
-            "`nox -s bench` (it writes `bench-results.json`) and rebuild the docs with "
-            "`nox -s docs`; the tables below are then generated from that file.\n:::\n"
+            "`nox -s bench` (it writes `docs/_generated/bench-results.json`) and rebuild "
+            "the docs with `nox -s docs`; the tables below are then generated from that "
+            "file.\n:::\n"
         )
         return "\n".join(parts)
     env = data.get("environment", {})
