@@ -137,20 +137,28 @@ def rows(samples: dict[str, list[Block]], reference: str) -> list[dict[str, Any]
     return out
 
 
+#: The columns every CPU-per-call scenario starts with (see ``rows``).
+CPU_COLUMNS = [
+    "variant",
+    "cpu_us_per_call",
+    "thread_cpu_us_per_call",
+    "wall_us_per_call",
+    "ratio_vs_raw",
+    "overhead_us",
+]
+
+
+def sizes(*, quick: bool) -> tuple[int, int, int]:
+    """Rounds, calls per round and warm-up calls of an interleaved CPU measurement."""
+    return (3, 300, 200) if quick else (12, 1000, 1000)
+
+
 def run(*, quick: bool) -> ScenarioResult:
-    rounds, calls, warmup = (3, 300, 200) if quick else (12, 1000, 1000)
+    rounds, calls, warmup = sizes(quick=quick)
     result = ScenarioResult(
         NAME,
         "sequential sync GETs, one keep-alive connection, client CPU per call",
-        [
-            "variant",
-            "cpu_us_per_call",
-            "thread_cpu_us_per_call",
-            "wall_us_per_call",
-            "ratio_vs_raw",
-            "overhead_us",
-            "round_spread_%",
-        ],
+        [*CPU_COLUMNS, "round_spread_%"],
         params={"rounds": rounds, "calls_per_round": calls, "warmup_calls": warmup},
     )
     with backends([{"name": "b1"}]) as (backend,), ExitStack() as stack:

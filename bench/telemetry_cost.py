@@ -52,7 +52,7 @@ import meshclient
 
 from .procs import HOST, backends
 from .report import Check, ScenarioResult
-from .sync_overhead import Variant, difference, interleave, paired, rows
+from .sync_overhead import CPU_COLUMNS, Variant, difference, interleave, paired, rows, sizes
 
 NAME = "telemetry_cost"
 TARGET_RATIO = 1.10
@@ -205,20 +205,11 @@ class Floor:
 
 
 def run(*, quick: bool) -> ScenarioResult:
-    rounds, calls, warmup = (3, 300, 200) if quick else (12, 1000, 1000)
+    rounds, calls, warmup = sizes(quick=quick)
     result = ScenarioResult(
         NAME,
         "sequential sync GETs, one keep-alive connection: CPU per call with and without the SDK",
-        [
-            "variant",
-            "cpu_us_per_call",
-            "thread_cpu_us_per_call",
-            "wall_us_per_call",
-            "ratio_vs_raw",
-            "overhead_us",
-            "thread_overhead_us",
-            "spans_per_call",
-        ],
+        [*CPU_COLUMNS, "thread_overhead_us", "spans_per_call"],
         params={
             "rounds": rounds,
             "calls_per_round": calls,
