@@ -33,6 +33,7 @@ import attrs
 
 from ._balance import DEFAULT_DECAY, rtt_estimate
 from ._endpoint import EndpointState
+from ._validate import check_integer, check_number
 
 __all__ = [
     "Ejected",
@@ -46,28 +47,8 @@ __all__ = [
 # -- validation ------------------------------------------------------------------------------------
 
 
-def _number(
-    owner: str, field: str, value: Any, requirement: str, ok: Callable[[float], bool]
-) -> None:
-    """Raise unless ``value`` is a real number (not a bool: ``True == 1``) satisfying ``ok``."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{owner}.{field} must be {requirement}, got {value!r}")
-    if math.isnan(value) or not ok(value):
-        raise ValueError(f"{owner}.{field} must be {requirement}, got {value!r}")
-
-
-def _integer(owner: str, field: str, value: Any, low: int, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    requirement = f"an int >= {low}" + (" or None" if allow_none else "")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}.{field} must be {requirement}, got {value!r}")
-    if value < low:
-        raise ValueError(f"{owner}.{field} must be {requirement}, got {value!r}")
-
-
 def _seconds(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    _number(
+    check_number(
         "OutlierDetection",
         attribute.name,
         value,
@@ -77,39 +58,43 @@ def _seconds(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
 
 
 def _count(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    _integer("OutlierDetection", attribute.name, value, 1)
+    check_integer("OutlierDetection", attribute.name, value, 1)
 
 
 def _count_or_none(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    _integer("OutlierDetection", attribute.name, value, 1, allow_none=True)
+    check_integer("OutlierDetection", attribute.name, value, 1, allow_none=True)
 
 
 def _rate_or_none(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None:
-        _number(
+        check_number(
             "OutlierDetection", attribute.name, value, "a number in (0, 1] or None",
             lambda v: 0 < v <= 1,
         )  # fmt: skip
 
 
 def _share(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    _number("OutlierDetection", attribute.name, value, "a number in [0, 1]", lambda v: 0 <= v <= 1)
+    check_number(
+        "OutlierDetection", attribute.name, value, "a number in [0, 1]", lambda v: 0 <= v <= 1
+    )
 
 
 def _jitter(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    _number("OutlierDetection", attribute.name, value, "a number in [0, 1)", lambda v: 0 <= v < 1)
+    check_number(
+        "OutlierDetection", attribute.name, value, "a number in [0, 1)", lambda v: 0 <= v < 1
+    )
 
 
 def _factor_or_none(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None:
-        _number(
+        check_number(
             "OutlierDetection", attribute.name, value, "a finite number > 1 or None",
             lambda v: 1 < v < math.inf,
         )  # fmt: skip
 
 
 def _floor(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    _number(
+    check_number(
         "OutlierDetection",
         attribute.name,
         value,
@@ -120,7 +105,7 @@ def _floor(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
 
 def _max_ejection(instance: OutlierDetection, attribute: attrs.Attribute[Any], value: Any) -> None:
     base = instance.base_ejection
-    _number(
+    check_number(
         "OutlierDetection",
         attribute.name,
         value,
@@ -374,7 +359,7 @@ class HealthTracker:
             rng = random.Random()
         elif not isinstance(rng, random.Random):
             raise TypeError(f"HealthTracker.rng must be a random.Random instance, got {rng!r}")
-        _number(
+        check_number(
             "HealthTracker", "decay", decay, "a number of seconds > 0", lambda v: 0 < v < math.inf
         )
         self._config = config

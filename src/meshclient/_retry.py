@@ -24,6 +24,8 @@ from typing import Any, Final
 import attrs
 import tenacity
 
+from ._validate import check_integer, check_number
+
 __all__ = [
     "IDEMPOTENT_METHODS",
     "Retry",
@@ -36,26 +38,12 @@ __all__ = [
 # -- validation helpers ----------------------------------------------------------------------------
 
 
-def _check_number(
-    owner: str, field: str, value: Any, requirement: str, ok: Callable[[float], bool]
-) -> None:
-    """Raise unless ``value`` is a real number (not a bool: ``True == 1``) satisfying ``ok``."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{owner}.{field} must be {requirement}, got {value!r}")
-    if math.isnan(value) or not ok(value):
-        raise ValueError(f"{owner}.{field} must be {requirement}, got {value!r}")
-
-
 def _validate_attempts(instance: Retry, attribute: attrs.Attribute[int], value: Any) -> None:
-    requirement = "an int >= 1"
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"Retry.{attribute.name} must be {requirement}, got {value!r}")
-    if value < 1:
-        raise ValueError(f"Retry.{attribute.name} must be {requirement}, got {value!r}")
+    check_integer("Retry", attribute.name, value, 1)
 
 
 def _validate_backoff(instance: Retry, attribute: attrs.Attribute[float], value: Any) -> None:
-    _check_number(
+    check_number(
         "Retry", attribute.name, value, "a finite number of seconds >= 0", _finite_non_negative
     )
 
@@ -63,7 +51,7 @@ def _validate_backoff(instance: Retry, attribute: attrs.Attribute[float], value:
 def _validate_max_backoff(instance: Retry, attribute: attrs.Attribute[float], value: Any) -> None:
     # attrs runs validators after every field is set, so ``backoff`` is already checked here.
     backoff = instance.backoff
-    _check_number(
+    check_number(
         "Retry",
         attribute.name,
         value,
@@ -75,7 +63,7 @@ def _validate_max_backoff(instance: Retry, attribute: attrs.Attribute[float], va
 def _validate_max_retry_after(
     instance: Retry, attribute: attrs.Attribute[float], value: Any
 ) -> None:
-    _check_number("Retry", attribute.name, value, "a number of seconds > 0", lambda v: v > 0)
+    check_number("Retry", attribute.name, value, "a number of seconds > 0", lambda v: v > 0)
 
 
 def _finite_non_negative(value: float) -> bool:
@@ -255,17 +243,17 @@ class RetryBudget:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        _check_number(
+        check_number(
             "RetryBudget", "ratio", ratio, "a number in [0, 1000]", lambda v: 0 <= v <= 1000
         )
-        _check_number(
+        check_number(
             "RetryBudget",
             "min_per_second",
             min_per_second,
             "a finite number >= 0",
             _finite_non_negative,
         )
-        _check_number(
+        check_number(
             "RetryBudget", "ttl", ttl, "a number of seconds in [1, 60]", lambda v: 1 <= v <= 60
         )
         if not callable(clock):

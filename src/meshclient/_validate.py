@@ -3,9 +3,33 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["check_positive", "check_type"]
+__all__ = ["check_integer", "check_number", "check_positive", "check_type"]
+
+
+def check_number(
+    owner: str, field: str, value: Any, requirement: str, ok: Callable[[float], bool]
+) -> None:
+    """Raise unless ``value`` is a real number (not a bool: ``True == 1``) satisfying ``ok``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{owner}.{field} must be {requirement}, got {value!r}")
+    if math.isnan(value) or not ok(value):
+        raise ValueError(f"{owner}.{field} must be {requirement}, got {value!r}")
+
+
+def check_integer(
+    owner: str, field: str, value: Any, low: int, *, allow_none: bool = False
+) -> None:
+    """An int (not a bool) >= ``low``, or None when allowed."""
+    if value is None and allow_none:
+        return
+    requirement = f"an int >= {low}" + (" or None" if allow_none else "")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}.{field} must be {requirement}, got {value!r}")
+    if value < low:
+        raise ValueError(f"{owner}.{field} must be {requirement}, got {value!r}")
 
 
 def check_positive(owner: str, field: str, value: Any, *, allow_none: bool = False) -> None:
