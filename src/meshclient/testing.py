@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Self, TypeVar
 
 import attrs
 
@@ -279,11 +279,120 @@ def held_closed_port(host: str = "127.0.0.1") -> Iterator[int]:
 _Request = tuple[str, str, dict[str, str], bytes, bool]
 
 
-class Backend:
+class _LoopServer:
+    """A loopback listener serving from its own event loop in a daemon thread.
+
+    The thread makes ``Backend`` and ``FaultProxy`` usable from sync and async tests alike and
+    keeps a blocked test from stalling them. Subclasses implement ``_main``, which binds the
+    server on the given socket, sets ``ready`` and runs until ``_stopping`` is set.
+    """
+
+    #: Bind with ``SO_REUSEPORT`` (lets a refused port be taken back while reserved).
+    _reuse_port = False
+
+    def __init__(self, name: str, host: str, port: int) -> None:
+        self.name = name
+        self._host = _check_loopback(host)
+        self._port = port
+        self._thread: threading.Thread | None = None
+        self._start_error: BaseException | None = None
+        # Owned by the loop thread once started.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._server: asyncio.Server | None = None
+        self._placeholder: socket.socket | None = None
+
+    def _label(self) -> str:
+        return f"{type(self).__name__} {self.name!r}"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Bind and start serving; returns once connections are handled."""
+        if self._thread is not None:
+            raise RuntimeError(f"{self._label()} is already started")
+        sock = _new_socket(self._host, self._port, reuse_port=self._reuse_port)
+        self._port = sock.getsockname()[1]
+        self._start_error = None
+        ready = threading.Event()
+        thread = threading.Thread(
+            target=self._run,
+            args=(sock, ready),
+            name=f"meshclient-{type(self).__name__.lower()}-{self.name}",
+        )
+        thread.daemon = True
+        self._thread = thread
+        thread.start()
+        if not ready.wait(_CONTROL_TIMEOUT) or self._start_error is not None:
+            error = self._start_error
+            self.stop()
+            raise RuntimeError(f"{self._label()} failed to start") from error
+        return self
+
+    def stop(self) -> None:
+        """Close the listener and every open connection, then join the thread. Idempotent."""
+        thread = self._thread
+        if thread is None:
+            return
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already finished
+                loop.call_soon_threadsafe(stopping.set)
+        thread.join(_CONTROL_TIMEOUT)
+        if thread.is_alive():
+            raise RuntimeError(f"{self._label()} did not stop within {_CONTROL_TIMEOUT}s")
+        self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._port == 0:
+            raise RuntimeError(f"{self._label()} has no port before start()")
+        return self._port
+
+    @property
+    def address(self) -> str:
+        return f"{self._host}:{self.port}"
+
+    @property
+    def listening(self) -> bool:
+        return self._thread is not None and self._server is not None
+
+    # -- event-loop side ---------------------------------------------------------------------
+
+    def _control(self, make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+        loop = self._loop
+        if self._thread is None or loop is None or not loop.is_running():
+            raise RuntimeError(f"{self._label()} is not running")
+        if threading.current_thread() is self._thread:
+            raise RuntimeError(
+                f"{type(self).__name__} control methods cannot be called from its own loop"
+            )
+        return asyncio.run_coroutine_threadsafe(make(), loop).result(_CONTROL_TIMEOUT)
+
+    def _run(self, sock: socket.socket, ready: threading.Event) -> None:
+        asyncio.run(self._main(sock, ready))
+
+    async def _main(self, sock: socket.socket, ready: threading.Event) -> None:
+        raise NotImplementedError
+
+
+class Backend(_LoopServer):
     """A scriptable HTTP/1.1 server on loopback, running its own event loop in a daemon thread.
 
-    The thread makes it usable from sync and async tests alike and keeps a blocked test from
-    stalling it. ``behave()`` sets the steady behaviour; ``script()`` queues one-shot behaviours
+    ``behave()`` sets the steady behaviour; ``script()`` queues one-shot behaviours
     for the next requests. Keep-alive, pipelining, ``Content-Length`` and chunked request bodies
     are supported; malformed requests close the connection. ``POST /__behave`` (JSON keyword
     arguments of ``behave``), ``GET /__stats`` and ``POST /__reset`` are answered directly and
@@ -303,9 +412,7 @@ class Backend:
     ) -> None:
         if not name or not _header_safe(name):
             raise ValueError(f"Backend name must be a non-empty one-line ASCII str, got {name!r}")
-        self.name = name
-        self._host = _check_loopback(host)
-        self._port = port
+        super().__init__(name, host, port)
         self._record = record
         #: Serve HTTPS with this server-side context (e.g. from ``trustme``) instead of HTTP.
         self._ssl_context = ssl_context
@@ -321,64 +428,11 @@ class Backend:
         self._requests: list[Recorded] = []
         self._count = 0
         self._connections_opened = 0
-        self._thread: threading.Thread | None = None
-        self._start_error: BaseException | None = None
         # Owned by the loop thread once started.
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._server: asyncio.Server | None = None
         self._listener: socket.socket | None = None
-        self._placeholder: socket.socket | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._prefix_cache: tuple[Behaviour | None, bytes] = (None, b"")
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> Backend:
-        """Bind and start serving; returns once connections are accepted."""
-        if self._thread is not None:
-            raise RuntimeError(f"Backend {self.name!r} is already started")
-        sock = _new_socket(self._host, self._port, reuse_port=False)
-        self._port = sock.getsockname()[1]
-        self._start_error = None
-        ready = threading.Event()
-        thread = threading.Thread(
-            target=self._run, args=(sock, ready), name=f"meshclient-backend-{self.name}"
-        )
-        thread.daemon = True
-        self._thread = thread
-        thread.start()
-        if not ready.wait(_CONTROL_TIMEOUT) or self._start_error is not None:
-            error = self._start_error
-            self.stop()
-            raise RuntimeError(f"Backend {self.name!r} failed to start") from error
-        return self
-
-    def stop(self) -> None:
-        """Close the listener and every open connection, then join the thread. Idempotent."""
-        thread = self._thread
-        if thread is None:
-            return
-        loop, stopping = self._loop, self._stopping
-        if loop is not None and stopping is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already finished
-                loop.call_soon_threadsafe(stopping.set)
-        thread.join(_CONTROL_TIMEOUT)
-        if thread.is_alive():
-            raise RuntimeError(f"Backend {self.name!r} did not stop within {_CONTROL_TIMEOUT}s")
-        self._thread = None
-
-    def __enter__(self) -> Backend:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def refuse(self, *, drop_connections: bool = True) -> None:
         """Stop listening: new connections are refused, as on a closed port.
@@ -487,23 +541,9 @@ class Backend:
         return self._host
 
     @property
-    def port(self) -> int:
-        if self._port == 0:
-            raise RuntimeError(f"Backend {self.name!r} has no port before start()")
-        return self._port
-
-    @property
-    def address(self) -> str:
-        return f"{self._host}:{self.port}"
-
-    @property
     def url(self) -> str:
         scheme = "http" if self._ssl_context is None else "https"
         return f"{scheme}://{self.address}"
-
-    @property
-    def listening(self) -> bool:
-        return self._thread is not None and self._server is not None
 
     @property
     def connections_opened(self) -> int:
@@ -519,17 +559,6 @@ class Backend:
         return f"<Backend {self.name!r} {self._host}:{port} {self._behaviour!r}>"
 
     # -- event-loop side ----------------------------------------------------------------------
-
-    def _control(self, make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
-        loop = self._loop
-        if self._thread is None or loop is None or not loop.is_running():
-            raise RuntimeError(f"Backend {self.name!r} is not running")
-        if threading.current_thread() is self._thread:
-            raise RuntimeError("Backend control methods cannot be called from its own loop")
-        return asyncio.run_coroutine_threadsafe(make(), loop).result(_CONTROL_TIMEOUT)
-
-    def _run(self, sock: socket.socket, ready: threading.Event) -> None:
-        asyncio.run(self._main(sock, ready))
 
     async def _main(self, sock: socket.socket, ready: threading.Event) -> None:
         self._loop = asyncio.get_running_loop()
@@ -844,7 +873,7 @@ class _TrackedProtocol(asyncio.StreamReaderProtocol):
                     closed.set_result(None)
 
 
-class FaultProxy:
+class FaultProxy(_LoopServer):
     """A TCP proxy on loopback in front of one upstream, with faults switchable at runtime.
 
     It runs its own event loop in a daemon thread, like ``Backend``, and knows nothing about
@@ -864,6 +893,9 @@ class FaultProxy:
     An upstream that cannot be reached makes the proxy reset the client's connection.
     """
 
+    # The listener is closed and re-bound on the reserved port as the mode changes.
+    _reuse_port = hasattr(socket, "SO_REUSEPORT")
+
     def __init__(
         self,
         upstream: str | tuple[str, int],
@@ -874,72 +906,14 @@ class FaultProxy:
         port: int = 0,
         host: str = "127.0.0.1",
     ) -> None:
-        self.name = name
+        super().__init__(name, host, port)
         self._upstream = _split_address(upstream)
         self._latency = _check_proxy_mode(mode, latency)
         self._mode = mode
-        self._host = _check_loopback(host)
-        self._port = port
         self._accepted = 0
-        self._thread: threading.Thread | None = None
-        self._start_error: BaseException | None = None
-        # Owned by the loop thread once started.
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._server: asyncio.Server | None = None
-        self._placeholder: socket.socket | None = None
         #: Client connections open now → resolved once closed.
         self._connections: dict[asyncio.BaseTransport, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> FaultProxy:
-        """Bind and start proxying (or refusing, in ``"refuse"`` mode); returns when ready."""
-        if self._thread is not None:
-            raise RuntimeError(f"FaultProxy {self.name!r} is already started")
-        sock = _new_socket(self._host, self._port, reuse_port=hasattr(socket, "SO_REUSEPORT"))
-        self._port = sock.getsockname()[1]
-        self._start_error = None
-        ready = threading.Event()
-        thread = threading.Thread(
-            target=self._run, args=(sock, ready), name=f"meshclient-proxy-{self.name}"
-        )
-        thread.daemon = True
-        self._thread = thread
-        thread.start()
-        if not ready.wait(_CONTROL_TIMEOUT) or self._start_error is not None:
-            error = self._start_error
-            self.stop()
-            raise RuntimeError(f"FaultProxy {self.name!r} failed to start") from error
-        return self
-
-    def stop(self) -> None:
-        """Close the listener and every connection (both sides), then join the thread."""
-        thread = self._thread
-        if thread is None:
-            return
-        loop, stopping = self._loop, self._stopping
-        if loop is not None and stopping is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already finished
-                loop.call_soon_threadsafe(stopping.set)
-        thread.join(_CONTROL_TIMEOUT)
-        if thread.is_alive():
-            raise RuntimeError(f"FaultProxy {self.name!r} did not stop within {_CONTROL_TIMEOUT}s")
-        self._thread = None
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # -- faults ------------------------------------------------------------------------------
 
     def behave(self, mode: str = _PASS, *, latency: float = 0.0) -> None:
         """Switch mode (see the class); in effect for every byte moved after this returns.
@@ -965,22 +939,8 @@ class FaultProxy:
         return f"{host}:{port}"
 
     @property
-    def port(self) -> int:
-        if self._port == 0:
-            raise RuntimeError(f"FaultProxy {self.name!r} has no port before start()")
-        return self._port
-
-    @property
-    def address(self) -> str:
-        return f"{self._host}:{self.port}"
-
-    @property
     def url(self) -> str:
         return f"http://{self.address}"
-
-    @property
-    def listening(self) -> bool:
-        return self._thread is not None and self._server is not None
 
     @property
     def connections_accepted(self) -> int:
@@ -1000,17 +960,6 @@ class FaultProxy:
         )
 
     # -- event-loop side ---------------------------------------------------------------------
-
-    def _control(self, make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
-        loop = self._loop
-        if self._thread is None or loop is None or not loop.is_running():
-            raise RuntimeError(f"FaultProxy {self.name!r} is not running")
-        if threading.current_thread() is self._thread:
-            raise RuntimeError("FaultProxy control methods cannot be called from its own loop")
-        return asyncio.run_coroutine_threadsafe(make(), loop).result(_CONTROL_TIMEOUT)
-
-    def _run(self, sock: socket.socket, ready: threading.Event) -> None:
-        asyncio.run(self._main(sock, ready))
 
     async def _main(self, sock: socket.socket, ready: threading.Event) -> None:
         self._loop = asyncio.get_running_loop()
