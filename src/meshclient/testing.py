@@ -301,6 +301,7 @@ class _LoopServer:
         self._stopping: asyncio.Event | None = None
         self._server: asyncio.Server | None = None
         self._placeholder: socket.socket | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def _label(self) -> str:
         return f"{type(self).__name__} {self.name!r}"
@@ -386,6 +387,38 @@ class _LoopServer:
         asyncio.run(self._main(sock, ready))
 
     async def _main(self, sock: socket.socket, ready: threading.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        try:
+            await self._open(sock)
+        except BaseException as exc:
+            sock.close()
+            self._start_error = exc
+            ready.set()
+            return
+        ready.set()
+        await self._stopping.wait()
+        server = self._server
+        self._server = None
+        if server is not None:
+            server.close()
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None
+        await self._drop_all()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
+
+    async def _open(self, sock: socket.socket) -> None:
+        """Start serving on ``sock`` (or hold it, for a server that starts refusing)."""
+        raise NotImplementedError
+
+    async def _drop_all(self) -> None:
+        """Close every connection the server has open."""
         raise NotImplementedError
 
 
@@ -431,7 +464,6 @@ class Backend(_LoopServer):
         # Owned by the loop thread once started.
         self._listener: socket.socket | None = None
         self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._prefix_cache: tuple[Behaviour | None, bytes] = (None, b"")
 
     def refuse(self, *, drop_connections: bool = True) -> None:
@@ -560,32 +592,8 @@ class Backend(_LoopServer):
 
     # -- event-loop side ----------------------------------------------------------------------
 
-    async def _main(self, sock: socket.socket, ready: threading.Event) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        try:
-            await self._listen(sock)
-        except BaseException as exc:
-            sock.close()
-            self._start_error = exc
-            ready.set()
-            return
-        ready.set()
-        await self._stopping.wait()
-        server = self._server
-        self._server = None
-        if server is not None:
-            server.close()
-        if self._placeholder is not None:
-            self._placeholder.close()
-            self._placeholder = None
-        await self._drop_all()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if server is not None:
-            await server.wait_closed()
+    async def _open(self, sock: socket.socket) -> None:
+        await self._listen(sock)
 
     async def _listen(self, sock: socket.socket) -> None:
         self._server = await asyncio.start_server(
@@ -913,7 +921,6 @@ class FaultProxy(_LoopServer):
         self._accepted = 0
         #: Client connections open now → resolved once closed.
         self._connections: dict[asyncio.BaseTransport, asyncio.Future[None]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     def behave(self, mode: str = _PASS, *, latency: float = 0.0) -> None:
         """Switch mode (see the class); in effect for every byte moved after this returns.
@@ -961,35 +968,11 @@ class FaultProxy(_LoopServer):
 
     # -- event-loop side ---------------------------------------------------------------------
 
-    async def _main(self, sock: socket.socket, ready: threading.Event) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        try:
-            if self._mode == _REFUSE:
-                self._placeholder = sock
-            else:
-                await self._listen(sock)
-        except BaseException as exc:
-            sock.close()
-            self._start_error = exc
-            ready.set()
-            return
-        ready.set()
-        await self._stopping.wait()
-        server = self._server
-        self._server = None
-        if server is not None:
-            server.close()
-        if self._placeholder is not None:
-            self._placeholder.close()
-            self._placeholder = None
-        await self._drop_all()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if server is not None:
-            await server.wait_closed()
+    async def _open(self, sock: socket.socket) -> None:
+        if self._mode == _REFUSE:
+            self._placeholder = sock
+        else:
+            await self._listen(sock)
 
     async def _listen(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
