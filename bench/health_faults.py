@@ -95,9 +95,13 @@ async def _run(
 
     marks: dict[float, dict[str, int]] = {}
 
+    def counts() -> dict[str, int]:
+        """Requests each backend has received (its ``/__stats``)."""
+        return {p.name: p.count() for p in procs}
+
     def mark(at: float) -> Callable[[], Awaitable[None]]:
         def sync() -> None:
-            marks[at] = {p.name: p.count() for p in procs}
+            marks[at] = counts()
 
         return lambda: asyncio.to_thread(sync)
 
@@ -108,7 +112,7 @@ async def _run(
             if warmup:
                 await run_open_loop(call, rate=RATE, duration=warmup)
             await asyncio.to_thread(bad.behave, **fault)
-            marks[0.0] = await asyncio.to_thread(lambda: {p.name: p.count() for p in procs})
+            marks[0.0] = await asyncio.to_thread(counts)
             log.start()
             load = await run_open_loop(
                 call, rate=RATE, duration=duration, events=[Event(t, mark(t)) for t in times]
@@ -116,7 +120,7 @@ async def _run(
             snapshot = client.snapshot()
     finally:
         await asyncio.to_thread(bad.behave)
-    marks[duration] = {p.name: p.count() for p in procs}
+    marks[duration] = counts()
     ok = sorted(r.latency * 1000 for r in load.records if r.ok)
     at2, start, end = marks[EJECTED_FROM], marks[0.0], marks[duration]
     after_total = sum(end.values()) - sum(at2.values())

@@ -12,7 +12,7 @@ rest as dropped and gives outstanding calls a short grace period before cancelli
 
 The harness's own heap (httpx, the OpenTelemetry SDK, matplotlib once imported: ~50-100k
 objects) makes a full garbage collection take 20-40 ms on this machine, which would show up as
-a stall of every call in flight, in every variant alike. So by default the run collects and
+a stall of every call in flight, in every variant alike. So the run collects and
 then freezes what exists before it starts (``gc.freeze``: moved out of the collector's sight,
 as long-running servers do) and unfreezes it afterwards; the GC pauses that remain are the
 ones caused by the run's own garbage, and are still reported.
@@ -95,12 +95,11 @@ def _watch_gc(result: LoadResult) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _unfreeze(frozen: bool) -> Iterator[None]:
+def _unfreeze() -> Iterator[None]:
     try:
         yield
     finally:
-        if frozen:
-            gc.unfreeze()
+        gc.unfreeze()
 
 
 async def run_open_loop(
@@ -111,15 +110,14 @@ async def run_open_loop(
     max_in_flight: int = 2000,
     abort_in_flight: int | None = None,
     events: Sequence[Event] = (),
-    freeze_gc: bool = True,
 ) -> LoadResult:
     """Issue ``call()`` at ``rate`` per second for ``duration`` seconds.
 
     ``call`` returns ``(ok, backend name or None)``; an exception is a failed call.
     """
-    if freeze_gc:  # before the clock starts: a full collection takes tens of ms
-        gc.collect()
-        gc.freeze()
+    # Before the clock starts: a full collection takes tens of ms (see the module docstring).
+    gc.collect()
+    gc.freeze()
     result = LoadResult()
     total = int(rate * duration)
     interval = 1.0 / rate
@@ -147,7 +145,7 @@ async def run_open_loop(
 
     event_tasks = [asyncio.create_task(fire(e)) for e in events]
     cpu0 = time.process_time()
-    with _watch_gc(result), _unfreeze(freeze_gc):
+    with _watch_gc(result), _unfreeze():
         index = 0
         while index < total:
             now = clock() - start

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import statistics
-import tempfile
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -318,21 +316,7 @@ def _plot(histograms: dict[str, LatencyHistogram], *, quick: bool) -> str | None
 
     Left: the CDF (share of calls at or below a latency). Right: the same curves as the
     share of calls slower than a latency on a log scale, where p99 and p99.9 are visible.
-    matplotlib gets a throwaway config/cache directory (``MPLCONFIGDIR``) and the Agg backend.
     """
-    with tempfile.TemporaryDirectory(prefix="meshclient-mpl-") as config:
-        previous = os.environ.get("MPLCONFIGDIR")
-        os.environ["MPLCONFIGDIR"] = config
-        try:
-            return _draw(histograms, quick=quick)
-        finally:
-            if previous is None:
-                os.environ.pop("MPLCONFIGDIR", None)
-            else:
-                os.environ["MPLCONFIGDIR"] = previous
-
-
-def _draw(histograms: dict[str, LatencyHistogram], *, quick: bool) -> str | None:
     try:
         import matplotlib
 
@@ -350,8 +334,7 @@ def _draw(histograms: dict[str, LatencyHistogram], *, quick: bool) -> str | None
         style = "--" if name.startswith("raw") else "-"
         left.step(xs, [y for _, y in points], style, where="post", label=name, linewidth=1.2)
         # Share slower than x; the last point (everything at or below the max) is dropped.
-        tail = [(x, 1.0 - y) for x, y in zip(xs, (y for _, y in points), strict=True)]
-        tail = [(x, y) for x, y in tail if y > 0]
+        tail = [(x * 1000, 1.0 - y) for x, y in points if y < 1.0]
         if tail:
             right.step(
                 [x for x, _ in tail],
