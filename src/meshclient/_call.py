@@ -138,7 +138,7 @@ class Call:
         self.span: Any = None
         self.parent: Any = None
         self.attempt_span: Any = None
-        self.telemetry.call_started(self, now)
+        self.telemetry.call_started(self)
 
     # -- admission -------------------------------------------------------------------------
 

@@ -447,7 +447,7 @@ class RouteTelemetry:
 
     # -- the call's life --------------------------------------------------------------------
 
-    def call_started(self, call: Call, now: float) -> None:
+    def call_started(self, call: Call) -> None:
         """Start the logical call's INTERNAL span; attempts become its children.
 
         Its per-call attributes (deadline, attempts, outcome) are set in one

@@ -13,6 +13,7 @@ any real server, ``Backend`` or not.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import contextlib
@@ -279,12 +280,12 @@ def held_closed_port(host: str = "127.0.0.1") -> Iterator[int]:
 _Request = tuple[str, str, dict[str, str], bytes, bool]
 
 
-class _LoopServer:
+class _LoopServer(abc.ABC):
     """A loopback listener serving from its own event loop in a daemon thread.
 
     The thread makes ``Backend`` and ``FaultProxy`` usable from sync and async tests alike and
-    keeps a blocked test from stalling them. Subclasses implement ``_main``, which binds the
-    server on the given socket, sets ``ready`` and runs until ``_stopping`` is set.
+    keeps a blocked test from stalling them. Subclasses start serving in ``_open`` and close
+    their connections in ``_drop_all``; ``_main`` runs until ``stop()``, then closes the rest.
     """
 
     #: Bind with ``SO_REUSEPORT`` (lets a refused port be taken back while reserved).
@@ -413,13 +414,13 @@ class _LoopServer:
         if server is not None:
             await server.wait_closed()
 
+    @abc.abstractmethod
     async def _open(self, sock: socket.socket) -> None:
         """Start serving on ``sock`` (or hold it, for a server that starts refusing)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _drop_all(self) -> None:
         """Close every connection the server has open."""
-        raise NotImplementedError
 
 
 class Backend(_LoopServer):
