@@ -610,16 +610,20 @@ MakeProxy = Callable[..., FaultProxy]
 
 
 def raw_reply(port: int, data: bytes = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n") -> bytes | None:
-    """Send ``data`` on a fresh connection; the reply until EOF, or ``None`` on a reset."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        try:
+    """Send ``data`` on a fresh connection; the reply until EOF, or ``None`` on a reset.
+
+    A reset can arrive before ``connect()`` returns (the server accepts and resets at once
+    while this thread waits for the CPU), so it counts wherever it lands.
+    """
+    chunks = []
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(data)
-            chunks = []
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
-        except ConnectionResetError:
-            return None
-        return b"".join(chunks)
+    except ConnectionResetError:
+        return None
+    return b"".join(chunks)
 
 
 def test_proxy_passes_requests_through(backend_factory: MakeBackend, proxy_factory: MakeProxy):
