@@ -21,7 +21,12 @@ def test_bad_configuration_names_class_field_and_value() -> None:
     with pytest.raises(TypeError, match=r"Bulkhead\.max_queued"):
         Bulkhead(1, max_queued=1.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"Bulkhead\.queue_timeout must be > 0 or None"):
-        Bulkhead(1, max_queued=2)
+        Bulkhead(1, max_queued=2, queue_timeout=0)
+
+
+def test_a_queue_without_a_timeout_waits_within_the_deadline() -> None:
+    """``Bulkhead(4, 8)``: the queue's default bound is the call's own deadline."""
+    assert Bulkhead(4, 8).queue_timeout is None
 
 
 def test_full_error_is_a_mesh_error_naming_the_limits() -> None:

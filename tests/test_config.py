@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
+import trustme
 
 import meshclient
+from meshclient.testing import Backend
+
+from helpers import eventually
 
 
 @pytest.mark.parametrize(
@@ -59,9 +67,14 @@ import meshclient
             "Client.policy must be Policy",
         ),
         (
-            lambda: meshclient.Client(transport=httpx.HTTPTransport()),
+            lambda: meshclient.Client(transport=httpx.AsyncHTTPTransport()),
             TypeError,
-            "would bypass the mesh",
+            r"Client.transport must be an httpx.BaseTransport or None, got <httpx.AsyncHTTP",
+        ),
+        (
+            lambda: meshclient.Client(stack=list(meshclient.DEFAULT_STACK)),
+            TypeError,
+            "Client.stack must be Stack",
         ),
     ],
 )
@@ -88,47 +101,75 @@ def test_none_turns_a_feature_off_rather_than_inheriting() -> None:
     assert merged.retry is None
 
 
-def test_client_connection_settings_reach_the_endpoint_pools() -> None:
-    limits = httpx.Limits(max_connections=12, max_keepalive_connections=3, keepalive_expiry=7)
-    with meshclient.Client(
-        services={"users": ["127.0.0.1:9"]}, limits=limits, http2=True, verify=False
-    ) as client:
-        pool = client._mesh_transport._mesh.routes["users"].picker.endpoints[0].pool
-        pool.acquire()
-        shard = pool.shards[0]
-        assert pool.max_shards == 2  # 12 connections / 8 streams per HTTP/2 shard
-        assert shard._keepalive_expiry == 7
-        assert shard._http2 is True
-        assert shard._ssl_context.verify_mode.name == "CERT_NONE"
-
-
-def test_http1_endpoint_gets_one_connection_per_shard_up_to_max_connections() -> None:
+def test_max_connections_bounds_the_connections_to_one_endpoint(backend_factory) -> None:
+    backend = backend_factory("slow")
+    backend.behave(delay=0.2)
     limits = httpx.Limits(max_connections=3)
-    with meshclient.Client(services={"users": ["127.0.0.1:9"]}, limits=limits) as client:
-        pool = client._mesh_transport._mesh.routes["users"].picker.endpoints[0].pool
-        assert [pool.acquire() for _ in range(5)] == [0, 1, 2, 0, 1]
-        assert all(shard._max_connections == 1 for shard in pool.shards)
-        for index in (1, 0, 2):
-            pool.release(index)
-        assert pool.acquire() == 2  # the most recently freed shard first: warm connections
+    with (
+        meshclient.Client(services={"users": [backend.address]}, limits=limits) as client,
+        ThreadPoolExecutor(8) as pool,
+    ):
+        statuses = list(pool.map(lambda _: client.get("http://users/").status_code, range(8)))
+    assert statuses == [200] * 8
+    assert backend.connections_opened == 3
 
 
-def test_explicit_proxy_is_used_by_endpoint_pools() -> None:
-    with meshclient.Client(
-        services={"users": ["127.0.0.1:9"]}, proxy="http://127.0.0.1:3128"
-    ) as client:
-        pool = client._mesh_transport._mesh.routes["users"].picker.endpoints[0].pool
-        pool.acquire()
-        assert type(pool.shards[0]).__name__ == "HTTPProxy"
+def test_idle_connections_beyond_the_keepalive_limit_are_closed(backend_factory) -> None:
+    """``max_keepalive_connections`` counts per endpoint: 8 calls at once leave 2 open."""
+    backend = backend_factory("slow")
+    backend.behave(delay=0.2)
+    limits = httpx.Limits(max_connections=20, max_keepalive_connections=2)
+    with (
+        meshclient.Client(services={"users": [backend.address]}, limits=limits) as client,
+        ThreadPoolExecutor(8) as pool,
+    ):
+        list(pool.map(lambda _: client.get("http://users/"), range(8)))
+        assert backend.connections_opened == 8
+        eventually(lambda: backend.open_connections == 2, "6 idle connections closed")
 
 
-def test_environment_proxy_respects_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
+def test_keepalive_expiry_reaches_the_endpoint_pools(backend_factory) -> None:
+    backend = backend_factory("b")
+    limits = httpx.Limits(keepalive_expiry=0.05)
+    with meshclient.Client(services={"users": [backend.address]}, limits=limits) as client:
+        client.get("http://users/")
+        client.get("http://users/")
+        assert backend.connections_opened == 1
+        time.sleep(0.3)  # past the expiry: the idle connection is not reused
+        client.get("http://users/")
+        assert backend.connections_opened == 2
+
+
+def test_verify_false_accepts_an_untrusted_certificate() -> None:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("users").configure_cert(context)  # a CA the client never trusts
+    with Backend("tls", ssl_context=context) as backend:
+        with (
+            meshclient.Client(services={"users": [backend.address]}) as strict,
+            pytest.raises(httpx.ConnectError, match="certificate"),
+        ):
+            strict.get("https://users/")
+        with meshclient.Client(services={"users": [backend.address]}, verify=False) as lax:
+            assert lax.get("https://users/").status_code == 200
+
+
+def test_explicit_proxy_carries_the_requests(backend_factory) -> None:
+    proxy = backend_factory("proxy")
+    with meshclient.Client(services={"users": ["127.0.0.1:9"]}, proxy=proxy.url) as client:
+        assert client.get("http://users/x").status_code == 200
+    # An HTTP proxy gets the absolute form of the endpoint's URL; Host stays logical.
+    (request,) = proxy.requests
+    assert request.path == "http://127.0.0.1:9/x"
+    assert request.headers["host"] == "users"
+
+
+def test_environment_proxy_respects_no_proxy(monkeypatch, backend_factory) -> None:
+    proxy = backend_factory("proxy")
+    direct = backend_factory("direct", host="127.0.0.2")
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
     monkeypatch.setenv("NO_PROXY", "127.0.0.2")
-    with meshclient.Client(services={"a": ["127.0.0.1:9"], "b": ["127.0.0.2:9"]}) as client:
-        routes = client._mesh_transport._mesh.routes
-        proxied, direct = routes["a"].picker.endpoints[0].pool, routes["b"].picker.endpoints[0].pool
-        proxied.acquire()
-        direct.acquire()
-        assert type(proxied.shards[0]).__name__ == "HTTPProxy"
-        assert type(direct.shards[0]).__name__ == "ConnectionPool"
+    with meshclient.Client(services={"a": ["127.0.0.1:9"], "b": [direct.address]}) as client:
+        assert client.get("http://a/").status_code == 200
+        assert client.get("http://b/").status_code == 200
+    assert [r.path for r in proxy.requests] == ["http://127.0.0.1:9/"]
+    assert direct.count() == 1

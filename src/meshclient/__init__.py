@@ -4,12 +4,15 @@ Telemetry: OpenTelemetry spans and metrics, hooks (``meshclient.hooks``), and de
 trace propagation across services (``meshclient.middleware``).
 """
 
+from ._async._transport import AsyncMeshTransport
 from ._balance import Balancer, LeastLoaded, PeakEwma, RoundRobin
 from ._breaker import CircuitBreaker
 from ._bulkhead import Bulkhead, BulkheadFullError
+from ._call import Attempt, Call
 from ._client import AsyncClient, Client
 from ._context import deadline_scope, time_left
 from ._deadline import Timeout
+from ._defaults import DEFAULT_STACK
 from ._exceptions import (
     CircuitOpenError,
     DeadlineExceeded,
@@ -19,23 +22,32 @@ from ._exceptions import (
 )
 from ._health import OutlierDetection
 from ._policy import Policy
+from ._ratelimit import RateLimitedError, RateLimiter
 from ._retry import Retry, RetryBudget
 from ._service import Service
+from ._stack import Admission, AdmissionModule, AttemptModule, CallModule, Stack
+from ._sync._transport import MeshTransport
 from ._telemetry import Telemetry
 from ._throttle import AdaptiveThrottle
-from ._transport import AsyncMeshTransport, MeshTransport
 from .discovery import Discovery, Endpoint, StaticDiscovery
 
 __all__ = [
     "AdaptiveThrottle",
+    "Admission",
+    "AdmissionModule",
     "AsyncClient",
     "AsyncMeshTransport",
+    "Attempt",
+    "AttemptModule",
     "Balancer",
     "Bulkhead",
     "BulkheadFullError",
+    "Call",
+    "CallModule",
     "CircuitBreaker",
     "CircuitOpenError",
     "Client",
+    "DEFAULT_STACK",
     "DeadlineExceeded",
     "Discovery",
     "Endpoint",
@@ -46,10 +58,13 @@ __all__ = [
     "OutlierDetection",
     "PeakEwma",
     "Policy",
+    "RateLimitedError",
+    "RateLimiter",
     "Retry",
     "RetryBudget",
     "RoundRobin",
     "Service",
+    "Stack",
     "StaticDiscovery",
     "Telemetry",
     "ThrottledError",

@@ -2,7 +2,8 @@
 
 A pure decision object with an injected clock: ``try_acquire`` before a call, then exactly one of
 ``on_result`` (the call produced an outcome) or ``release_unused`` (it never did: cancelled before
-sending). It does no I/O; the admission layer raises ``CircuitOpenError`` when it says no.
+sending). It does no I/O. As an admission rule of the stack (``admit``/``release``) it raises
+``CircuitOpenError`` when it says no.
 """
 
 from __future__ import annotations
@@ -12,9 +13,15 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
+
+from ._exceptions import CircuitOpenError
+from ._names import OUTCOME_SUCCESS
+
+if TYPE_CHECKING:
+    from ._call import Call
 
 __all__ = ["CLOSED", "HALF_OPEN", "OPEN", "BreakerTransition", "CircuitBreaker"]
 
@@ -361,12 +368,35 @@ class CircuitBreaker:
             self._notify(transition)
         return state
 
+    # -- the Admission protocol (``meshclient.Admission``) -----------------------------------
+
+    def admit(self, call: Call) -> None:
+        """Fail the call with ``CircuitOpenError`` unless the breaker lets it through."""
+        if not self.try_acquire():
+            raise CircuitOpenError(
+                f"circuit breaker of service {call.service!r} is {self.state}",
+                request=call.request,
+            )
+
+    def release(self, call: Call) -> None:
+        """Count the call's outcome; a call that says nothing about the service (rejected
+        locally, cancelled, never sent) gives its permit back unused."""
+        if call.evidence:
+            self.on_result(call.outcome == OUTCOME_SUCCESS, call.clock() - call.start)
+        else:
+            self.release_unused()
+
     def add_listener(self, listener: Callable[[BreakerTransition], object]) -> None:
         """Call ``listener(transition)`` on every state change (outside the breaker's lock)."""
         if not callable(listener):
             raise TypeError(f"CircuitBreaker listener must be callable, got {listener!r}")
         with self._lock:
             self._listeners = [*self._listeners, listener]
+
+    def remove_listener(self, listener: Callable[[BreakerTransition], object]) -> None:
+        """Stop calling ``listener`` (a client closing takes its listener away)."""
+        with self._lock:
+            self._listeners = [f for f in self._listeners if f != listener]
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-able figures: state, window counts and rates, open deadline, trial progress."""

@@ -12,11 +12,15 @@ import math
 import threading
 import time
 from collections import deque
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
 from ._exceptions import MeshError
+
+if TYPE_CHECKING:
+    from ._call import Call
+    from ._stack import Wait
 
 __all__ = ["Bulkhead", "BulkheadFullError"]
 
@@ -63,6 +67,88 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+class _Queued:
+    """One call's place in a bulkhead's queue: a ``Wait`` for the sync or the async client.
+
+    The waiter was queued before the caller decided how to wait, so a slot may have been
+    granted already (``state`` is checked first); a release before the thread's lock or the
+    task's future exists only marks the waiter granted.
+    """
+
+    __slots__ = ("_bulkhead", "_request", "_service", "_waiter")
+
+    def __init__(
+        self,
+        bulkhead: Bulkhead,
+        waiter: _Waiter,
+        service: str | None,
+        request: httpx.Request | None,
+    ) -> None:
+        self._bulkhead = bulkhead
+        self._waiter = waiter
+        self._service = service
+        self._request = request
+
+    def wait(self, timeout: float | None) -> None:
+        bulkhead = self._bulkhead
+        waiter = self._waiter
+        with bulkhead._lock:
+            if waiter.state == _GRANTED:
+                return
+            # Created held, under the bulkhead's lock: a release can only come after this.
+            lock = waiter.lock = threading.Lock()
+            lock.acquire()
+        start = time.monotonic()
+        bound, deadline = bulkhead._wait_bound(timeout)
+        try:
+            woken = lock.acquire(timeout=-1.0 if bound is None else bound)
+        except BaseException:  # interrupted while queued: leave, passing on a slot if one came
+            with bulkhead._lock:
+                granted = bulkhead._abandon(waiter)
+            if granted:
+                bulkhead.release()
+            raise
+        if not woken:
+            with bulkhead._lock:
+                woken = bulkhead._abandon(waiter)  # a slot may have come as the timeout fired
+            if not woken:
+                raise bulkhead._full_error(
+                    self._service, self._request, time.monotonic() - start, deadline
+                )
+
+    async def wait_async(self, timeout: float | None) -> None:
+        bulkhead = self._bulkhead
+        waiter = self._waiter
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with bulkhead._lock:
+            if waiter.state == _GRANTED:  # released before the future existed
+                return
+            waiter.loop = loop
+            waiter.future = future
+        start = loop.time()
+        bound, deadline = bulkhead._wait_bound(timeout)
+        try:
+            if bound is None:
+                await future
+            else:
+                async with asyncio.timeout(bound):
+                    await future
+        except TimeoutError:
+            with bulkhead._lock:
+                if bulkhead._abandon(waiter):
+                    return  # the slot arrived as the timeout fired: keep it
+            raise bulkhead._full_error(
+                self._service, self._request, loop.time() - start, deadline
+            ) from None
+        except BaseException:
+            with bulkhead._lock:
+                granted = bulkhead._abandon(waiter)
+            if granted:
+                bulkhead.release()  # cancelled with a slot in hand: pass it on
+            raise
+
+
 class Bulkhead:
     """Concurrency limit of one service: ``max_concurrent`` calls in flight, ``max_queued``
     more waiting up to ``queue_timeout`` seconds (``None``: until the call's own deadline or
@@ -70,8 +156,8 @@ class Bulkhead:
 
     Slot accounting is exact: every successful acquisition (``try_acquire``, ``acquire``,
     ``acquire_async``) must be matched by exactly one ``release``. The counters cannot tell two
-    permits apart, so the caller guards against a double release with a per-call flag (as
-    ``Call.release`` does); a release with nothing held raises ``RuntimeError`` (a bug).
+    permits apart, so the caller guards against a double release (the stack's engine ends each
+    call once); a release with nothing held raises ``RuntimeError`` (a bug).
     A waiter that times out or is cancelled leaves the queue; if a slot was handed to it in that
     same instant it passes the slot on (cancelled) or keeps it (timeout), so nothing leaks.
 
@@ -89,7 +175,7 @@ class Bulkhead:
     )
 
     def __init__(
-        self, max_concurrent: int, max_queued: int = 0, queue_timeout: float | None = 0.0
+        self, max_concurrent: int, max_queued: int = 0, queue_timeout: float | None = None
     ) -> None:
         for field, value, low in (
             ("max_concurrent", max_concurrent, 1),
@@ -143,23 +229,6 @@ class Bulkhead:
                 return True
             return False
 
-    def release(self) -> None:
-        """Give back one slot: to the oldest waiter if any, else to the pool. O(1)."""
-        with self._lock:
-            if self._active <= 0:
-                raise RuntimeError("Bulkhead.release called with no slot held (double release?)")
-            waiter = None
-            while self._waiters:
-                candidate = self._waiters.popleft()
-                if candidate.state == _WAITING:
-                    candidate.state = _GRANTED  # the slot changes hands: active is unchanged
-                    waiter = candidate
-                    break
-            if waiter is None:
-                self._active -= 1
-        if waiter is not None and not waiter.wake():
-            self.release()
-
     def _enqueue(self) -> _Waiter | None:
         """Under the lock: ``None`` (a slot was free), a new waiter, or ``_REJECTED``."""
         if self._active < self.max_concurrent and not self._waiters:
@@ -211,7 +280,18 @@ class Bulkhead:
             message = f"{who} is full ({limits}): no slot {within} ({waited:.3f} s waited)"
         return BulkheadFullError(message, request=request, elapsed=waited or 0.0)
 
-    # -- sync glue ---------------------------------------------------------------------------------
+    # -- waiting (sync and async) ------------------------------------------------------------------
+
+    def _queue(self, service: str | None, request: httpx.Request | None) -> _Queued | None:
+        """``None`` (a slot was free and is now held), or a place in the queue; raises
+        ``BulkheadFullError`` when the queue is full too."""
+        with self._lock:
+            waiter = self._enqueue()
+        if waiter is None:
+            return None
+        if waiter is _REJECTED:
+            raise self._full_error(service, request, None)
+        return _Queued(self, waiter, service, request)
 
     def acquire(
         self,
@@ -222,33 +302,9 @@ class Bulkhead:
     ) -> None:
         """Take a slot, queueing up to ``queue_timeout`` and at most ``timeout`` seconds (the
         call's time left, ``None``: no deadline); raises ``BulkheadFullError``."""
-        with self._lock:
-            waiter = self._enqueue()
-            if waiter is not None and waiter is not _REJECTED:
-                # Created held, under the bulkhead's lock: a release can only come after this.
-                lock = waiter.lock = threading.Lock()
-                lock.acquire()
-        if waiter is None:
-            return
-        if waiter is _REJECTED:
-            raise self._full_error(service, request, None)
-        start = time.monotonic()
-        bound, deadline = self._wait_bound(timeout)
-        try:
-            woken = lock.acquire(timeout=-1.0 if bound is None else bound)
-        except BaseException:  # interrupted while queued: leave, passing on a slot if one came
-            with self._lock:
-                granted = self._abandon(waiter)
-            if granted:
-                self.release()
-            raise
-        if not woken:
-            with self._lock:
-                woken = self._abandon(waiter)  # a slot may have come as the timeout fired
-            if not woken:
-                raise self._full_error(service, request, time.monotonic() - start, deadline)
-
-    # -- async glue --------------------------------------------------------------------------------
+        queued = self._queue(service, request)
+        if queued is not None:
+            queued.wait(timeout)
 
     async def acquire_async(
         self,
@@ -258,39 +314,33 @@ class Bulkhead:
         timeout: float | None = None,
     ) -> None:
         """``acquire`` for asyncio tasks; a cancelled waiter leaves the queue, leaking nothing."""
+        queued = self._queue(service, request)
+        if queued is not None:
+            await queued.wait_async(timeout)
+
+    # -- the Admission protocol (``meshclient.Admission``) -----------------------------------------
+
+    def admit(self, call: Call) -> Wait | None:
+        """A free slot, a place in the queue (a ``Wait`` within the call's deadline), or
+        ``BulkheadFullError``."""
+        return self._queue(call.service, call.request)
+
+    def release(self, call: Call | None = None) -> None:
+        """Give back one slot: to the oldest waiter if any, else to the pool. O(1)."""
         with self._lock:
-            waiter = self._enqueue()
-        if waiter is None:
-            return
-        if waiter is _REJECTED:
-            raise self._full_error(service, request, None)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        with self._lock:
-            waiter.loop = loop
-            waiter.future = future
-            granted_early = waiter.state == _GRANTED  # released before the future existed
-        if granted_early:
-            return
-        start = loop.time()
-        bound, deadline = self._wait_bound(timeout)
-        try:
-            if bound is None:
-                await future
-            else:
-                async with asyncio.timeout(bound):
-                    await future
-        except TimeoutError:
-            with self._lock:
-                if self._abandon(waiter):
-                    return  # the slot arrived as the timeout fired: keep it
-            raise self._full_error(service, request, loop.time() - start, deadline) from None
-        except BaseException:
-            with self._lock:
-                granted = self._abandon(waiter)
-            if granted:
-                self.release()  # cancelled with a slot in hand: pass it on
-            raise
+            if self._active <= 0:
+                raise RuntimeError("Bulkhead.release called with no slot held (double release?)")
+            waiter = None
+            while self._waiters:
+                candidate = self._waiters.popleft()
+                if candidate.state == _WAITING:
+                    candidate.state = _GRANTED  # the slot changes hands: active is unchanged
+                    waiter = candidate
+                    break
+            if waiter is None:
+                self._active -= 1
+        if waiter is not None and not waiter.wake():
+            self.release()
 
     # -- state -------------------------------------------------------------------------------------
 

@@ -1,92 +1,92 @@
-"""The decisions of one logical call, shared by the sync and the async transport.
+"""The per-call and per-attempt context objects, and the engine's decisions about them.
 
-A ``Call`` is created per request and owns all per-call state (attempt count, endpoints
-that failed, the deadline); policies and balancers stay immutable or per service. The
-transports only drive it: ask for an attempt, do the I/O, report the outcome, sleep for
-the delay it returns. Nothing in here does I/O.
+``Call`` and ``Attempt`` are what modules see: plain objects with documented fields, one
+``Call`` per logical call and one ``Attempt`` per physical try. The engine's own steps that do
+not wait or do I/O live here too (run the phases, classify an outcome, end exactly once), so
+the sync and the async drivers (``_sync/_transport.py``, ``_async/_transport.py``) share them.
 
-Telemetry is reported at the decisions (``RouteTelemetry`` in ``_telemetry.py``): the call's
-span starts with the call; an attempt's span starts in ``next_attempt`` and ends in
-``release``, followed by the decision taken on its outcome (retry, budget or deadline
-refusal); the call's span ends when the delivered response is released, when the call
-raises, or when the caller abandons it (``abandon``: cancellation is not an error).
+Exactly-once endings: an attempt is *finished* once (``Attempt.finish``: accounting released,
+``on_attempt_end`` phases run), and a call is *ended* once (``on_call_end`` phases run) after
+its last attempt finished, whichever of these comes first: the delivered response is closed,
+the call raises, or the caller goes away.
 """
 
 from __future__ import annotations
 
+import logging
 import random
-import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
-import httpcore
 import httpx
 
-from ._balance import observe_rtt, rtt_estimate
-from ._context import inherited_deadline
-from ._deadline import clip_timeouts
-from ._endpoint import EndpointState
-from ._errors_map import NEVER_SENT, to_httpx
-from ._exceptions import CircuitOpenError, DeadlineExceeded, NoEndpointsError, ThrottledError
+from ._errors_map import to_httpx
+from ._exceptions import DeadlineExceeded, MeshError, NoEndpointsError
 from ._names import OUTCOME_CANCELLED, OUTCOME_ERROR, OUTCOME_SERVER_ERROR, OUTCOME_SUCCESS
-from ._policy import UNSET, Policy
-from ._pool import EndpointPool
-from ._retry import is_idempotent, parse_retry_after
-from ._service import Route
-from ._telemetry import set_header
+from ._policy import Policy
 
-__all__ = ["Call"]
+if TYPE_CHECKING:
+    from ._endpoint import EndpointState
+    from ._route import Route
 
-_E = TypeVar("_E", bound=BaseException)
+__all__ = ["Attempt", "Call"]
 
-_HTTP = b"http"
-_HTTPS = b"https"
-_RETRY_AFTER = b"retry-after"
-#: Decisions reported after the attempt they concern has ended (see ``release``).
-_RETRY, _BUDGET_REFUSED, _DEADLINE_REFUSED = 1, 2, 3
-_FAILED = frozenset({OUTCOME_ERROR, OUTCOME_SERVER_ERROR})
-#: Statuses by which a server refuses work: not "accepted" for adaptive throttling.
-_NOT_ACCEPTED = frozenset({429, 503})
+logger = logging.getLogger("meshclient")
+
+#: How the limit that bounds an attempt was set (``Attempt.bound_by``).
+BOUND_ATTEMPT: Final = "attempt"
+BOUND_TOTAL: Final = "total"
+BOUND_INHERITED: Final = "inherited"
 
 
 class Call:
-    """Per-call state machine: ``next_attempt`` → I/O → ``on_response`` / ``on_error``.
+    """One logical call: the request your code made, across all of its attempts.
 
-    The endpoint of the current attempt is accounted (outstanding requests, a pool slot)
-    from ``next_attempt`` until ``release``, which is idempotent so every exit path (a
-    closed response, an error, a cancelled task) may call it.
+    Fields modules read (and the ones they set, where noted):
+
+    - ``request``: the caller's ``httpx.Request``; never mutated (each attempt copies it).
+    - ``route``: the ``ServiceContext`` of the service the call goes to.
+    - ``service``: the service name (or the host of a pass-through request); ``passthrough``
+      is ``True`` for a host that is not a configured service.
+    - ``policy``: the effective ``Policy`` (per call over service over client over defaults).
+    - ``start``: clock seconds when the call began; ``clock()`` reads the same clock.
+    - ``deadline``: clock seconds by which the call must end, or ``None`` (set by the deadline
+      module; the engine starts no attempt past it). ``deadline_inherited`` is ``True`` when it
+      came from the request being served (``deadline_scope``, the middleware) rather than from
+      this call's own ``Timeout.total``.
+    - ``attempts``: attempts sent so far; ``tried``: their endpoints, in order.
+    - ``outcome``: ``None`` while running, then ``"success"``, ``"server_error"`` (a 5xx was
+      returned), ``"error"`` (the call raised) or ``"cancelled"`` (the caller went away).
+    - ``status``: the status code returned to the caller; ``error``: the error it got.
+    - ``rejected``: ``True`` when a call module refused the call (nothing was sent).
+    - ``span`` / ``context``: the call's tracing span and OpenTelemetry context (set by the
+      call telemetry module), for modules that add events or start child spans.
+    - ``state``: a dict for a module's own per-call data.
     """
 
     __slots__ = (
-        "attempt_span",
+        "_attempt",
+        "_ended",
+        "_ends",
+        "_state",
         "attempts",
-        "breaker_permit",
         "clock",
+        "context",
         "deadline",
-        "decision",
-        "ended",
-        "endpoint",
-        "error_type",
-        "inherited",
-        "local",
+        "deadline_inherited",
+        "error",
         "outcome",
-        "parent",
+        "passthrough",
         "policy",
-        "pool",
-        "port",
-        "probing",
-        "released",
+        "rejected",
         "request",
         "rng",
         "route",
-        "sent_at",
-        "shard",
-        "slot_held",
+        "service",
         "span",
         "start",
         "status",
-        "telemetry",
-        "throttled",
+        "transport",
         "tried",
     )
 
@@ -95,397 +95,372 @@ class Call:
         route: Route,
         request: httpx.Request,
         policy: Policy,
-        clock: Callable[[], float],
-        rng: random.Random,
+        transport: Any,
     ) -> None:
         self.route = route
         self.request = request
         self.policy = policy
-        self.clock = clock
-        self.rng = rng
-        now = clock()
-        self.start = now
-        timeout = policy.timeout
-        total = None if timeout is None or timeout is UNSET else timeout.total
-        deadline = None if total is None else now + total
-        # A server handling a request passes its caller's deadline down (``_context.py``).
-        inherited = inherited_deadline()
-        self.inherited = inherited is not None and (deadline is None or inherited < deadline)
-        self.deadline: float | None = inherited if self.inherited else deadline
-        url = request.url
-        #: ``server.port`` of the logical URL, for telemetry.
-        self.port: int = url.port or (443 if url.raw_scheme == _HTTPS else 80)
+        self.service = route.name
+        self.passthrough = route.passthrough
+        self.clock: Callable[[], float] = route.clock
+        self.rng: random.Random = route.rng
+        self.start = route.clock()
+        #: The user's httpx transport for this request, or ``None`` for meshclient's pools.
+        self.transport = transport
+        self.deadline: float | None = None
+        self.deadline_inherited = False
         self.attempts = 0
-        #: Endpoints that failed this call, avoided by later attempts.
         self.tried: tuple[EndpointState, ...] = ()
-        self.released = True
-        #: The current attempt's status code and ``error.type`` (telemetry).
-        self.status: int | None = None
-        self.error_type: str | None = None
-        #: What was decided about the current attempt, reported once it has ended.
-        self.decision: tuple[int, float] | None = None
-        #: How the call ends, once that is decided; ``ended`` once it is reported.
         self.outcome: str | None = None
-        self.ended = False
-        #: Admission held by this call, each given back exactly once in ``_end``.
-        self.throttled = self.breaker_permit = self.slot_held = False
-        #: Rejected locally (admission), so the breaker does not count it as an outcome.
-        self.local = False
-        #: The current attempt is the one probe of an endpoint whose ejection expired.
-        self.probing = False
-        route.budget.deposit()
-        self.telemetry = route.telemetry
+        self.status: int | None = None
+        self.error: BaseException | None = None
+        self.rejected = False
         self.span: Any = None
-        self.parent: Any = None
-        self.attempt_span: Any = None
-        self.telemetry.call_started(self)
+        self.context: Any = None
+        self._state: dict[Any, Any] | None = None
+        self._attempt: Attempt | None = None
+        self._ends: tuple[Callable[[Call], None], ...] = ()
+        self._ended = False
 
-    # -- admission -------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return (
+            f"<Call {self.request.method} {self.service} attempts={self.attempts} "
+            f"outcome={self.outcome}>"
+        )
 
-    def admit(self) -> None:
-        """Throttle and breaker: reject before any work; a rejection is never retried.
+    @property
+    def state(self) -> dict[Any, Any]:
+        """Per-call storage for modules; key it by your module to stay out of others' way."""
+        state = self._state
+        if state is None:
+            state = self._state = {}
+        return state
 
-        The bulkhead, which may wait, is taken by the transport (``hold_slot``).
+    def time_left(self) -> float | None:
+        """Seconds until ``deadline`` (negative once it passed), or ``None`` without one."""
+        deadline = self.deadline
+        return None if deadline is None else deadline - self.clock()
+
+    @property
+    def evidence(self) -> bool:
+        """Whether the call's ending says something about the service.
+
+        ``False`` when nothing reached the service (rejected, or the deadline was gone before
+        the first attempt), when the caller went away, and when only a deadline inherited from
+        the caller's caller cut it short: none of these may count against the service.
         """
-        route = self.route
-        throttle = route.throttle
-        if throttle is not None:
-            self.throttled = True
-            if not throttle.allow():
-                self.local = True
-                raise self._fail(
-                    ThrottledError(
-                        f"service {route.name!r} is rejecting calls locally: too few of the "
-                        "recent ones were accepted (adaptive throttling)",
-                        request=self.request,
-                    )
-                )
-        breaker = route.breaker
-        if breaker is not None:
-            if not breaker.try_acquire():
-                self.local = True
-                raise self._fail(
-                    CircuitOpenError(
-                        f"circuit breaker of service {route.name!r} is {breaker.state}",
-                        request=self.request,
-                    )
-                )
-            self.breaker_permit = True
+        if self.outcome == OUTCOME_CANCELLED or self.attempts == 0 or self.rejected:
+            return False
+        return not (self.deadline_inherited and isinstance(self.error, DeadlineExceeded))
 
-    def hold_slot(self) -> None:
-        """The transport took a bulkhead slot for this call; ``_end`` gives it back."""
-        self.slot_held = True
+    def deadline_exceeded(self, now: float) -> DeadlineExceeded:
+        """The error for a call whose deadline passed (``now``: clock seconds)."""
+        if self.deadline_inherited:
+            what = "the deadline inherited from the request being handled"
+        else:
+            timeout = self.policy.timeout
+            total = getattr(timeout, "total", None)
+            what = f"deadline of {total}s"
+        return DeadlineExceeded(
+            f"{what} exceeded after {self.attempts} attempt(s) to service {self.service!r}",
+            request=self.request,
+            attempts=self.attempts,
+            endpoints=[state.address for state in self.tried],
+            elapsed=now - self.start,
+        )
 
-    def reject(self, error: _E) -> _E:
-        """Admission refused the call (a full bulkhead): it ends with ``error``."""
-        self.local = True
-        return self._fail(error)
+    # -- the engine's steps ----------------------------------------------------------------
 
-    # -- attempts --------------------------------------------------------------------------
+    def refused(self, exc: BaseException, entered: tuple[Callable[[Call], None], ...]) -> None:
+        """``on_call`` (or its ``Wait``) raised: the call ends before any attempt.
 
-    def next_attempt(self) -> tuple[Any, httpcore.Request]:
-        """Pick an endpoint and build the physical request; the caller sends it to the shard."""
+        ``entered`` are the end phases of the modules that had let the call in.
+        """
+        self._ends = entered
+        if isinstance(exc, Exception):
+            self.rejected = True
+            self._fail(exc)
+        else:
+            self.abandon()
+
+    def answered_locally(
+        self, response: httpx.Response, entered: tuple[Callable[[Call], None], ...]
+    ) -> httpx.Response:
+        """A call module answered the call itself (a cache, a stub): nothing is sent."""
+        if not isinstance(response, httpx.Response):
+            raise TypeError(
+                f"on_call must return None, a Wait or an httpx.Response, got {response!r}"
+            )
+        self._ends = entered
+        self.status = response.status_code
+        self.outcome = OUTCOME_SUCCESS if response.status_code < 500 else OUTCOME_SERVER_ERROR
+        self._end()
+        return response
+
+    def admitted(self) -> None:
+        """Every ``on_call`` let the call in: every end phase will run."""
+        self._ends = self.route.call_end
+
+    def next_attempt(self) -> Attempt:
+        """The next attempt, its ``on_attempt`` phases run; raises if none may start."""
         now = self.clock()
-        timeout = self.policy.timeout
-        bound = None if timeout is None or timeout is UNSET else timeout.attempt
-        if self.deadline is not None:
-            left = self.deadline - now
-            if left <= 0:
-                raise self._fail(self._deadline_exceeded(now))
-            if bound is None or left < bound:
-                bound = left
+        deadline = self.deadline
+        if deadline is not None and now >= deadline:
+            raise self._fail(self.deadline_exceeded(now))
         route = self.route
-        picker = route.picker
-        if not picker.endpoints:
+        if not route.available:
             raise self._fail(
                 NoEndpointsError(
-                    f"service {route.name!r} has no endpoints",
+                    f"service {self.service!r} has no endpoints",
                     request=self.request,
                     attempts=self.attempts,
                     endpoints=[state.address for state in self.tried],
                     elapsed=now - self.start,
                 )
             )
-        endpoint = None
-        health = route.health
-        if health is not None:
-            if health.version != route.health_version:
-                route.refresh()
-                picker = route.picker
-            if now >= health.next_probe_at:
-                candidate = health.probe_candidate(now)
-                if candidate is not None:
-                    if candidate in self.tried:
-                        health.release_probe(candidate)
-                    else:
-                        endpoint = candidate
-                        self.probing = True
-        if endpoint is None:
-            endpoint = picker.pick(self.tried, now)
-        request = self.request
-        url = request.url
-        scheme = url.raw_scheme
-        extensions = request.extensions
-        if bound is not None or (route.rewrite and scheme != _HTTP):
-            extensions = dict(extensions)
-            if bound is not None:
-                extensions["timeout"] = clip_timeouts(extensions.get("timeout", {}), bound)
-            if route.rewrite and scheme != _HTTP:
-                # Verify the certificate against the logical name, not the endpoint's address.
-                extensions["sni_hostname"] = url.host
-        # A fresh list per attempt: the caller's request is never mutated.
-        headers = request.headers.raw
-        telemetry = self.telemetry
-        if bound is not None and telemetry.deadline_header is not None:
-            # Relative, so the callee's clock need not agree with ours.
-            set_header(headers, telemetry.deadline_header, b"%d" % (bound * 1000))
-        self.status = self.error_type = None
-        telemetry.attempt_started(self, endpoint, headers)
-        core = httpcore.Request(
-            request.method,
-            httpcore.URL(
-                scheme=scheme, host=endpoint.raw_host, port=endpoint.port, target=url.raw_path
-            ),
-            headers=headers,
-            content=request.stream,
-            extensions=extensions,
-        )
-        pool: EndpointPool = endpoint.pool if scheme == _HTTP else endpoint.tls_pool
-        with endpoint.lock:
-            endpoint.outstanding += 1
-            shard = pool.acquire()
-        self.endpoint = endpoint
-        self.pool = pool
-        self.shard = shard
-        self.released = False
-        self.sent_at = now
-        self.attempts += 1
-        return pool.shards[shard], core
+        attempt = Attempt(self, now)
+        self._attempt = attempt
+        for on_attempt, entered in route.attempt_start:
+            try:
+                on_attempt(attempt)
+            except BaseException as exc:
+                attempt._ends = entered
+                if isinstance(exc, Exception):
+                    self.error = exc
+                    self.outcome = OUTCOME_ERROR
+                    attempt.finish()
+                else:
+                    self.abandon()
+                raise
+        attempt._ends = route.attempt_end
+        if attempt.endpoint is None:
+            error = MeshError(
+                f"no module of the stack of service {self.service!r} chose an endpoint "
+                "(is the balancer missing from the stack?)",
+                request=self.request,
+            )
+            self.error = error
+            self.outcome = OUTCOME_ERROR
+            attempt.finish()
+            raise error
+        return attempt
 
-    def release(self, *, cancelled: bool = False) -> None:
-        """Return the attempt's slot and outstanding count; safe to call more than once.
-
-        This is where an attempt ends: its span and duration are reported, then the
-        decision taken on its outcome, then the call's end if the call is over.
-        """
-        if self.released:
-            return
-        endpoint = self.endpoint
-        with endpoint.lock:
-            if self.released:
-                return
-            self.released = True
-            endpoint.outstanding -= 1
-            self.pool.release(self.shard)
-        if self.probing:  # ended without an outcome: another probe may go
-            self.probing = False
-            health = self.route.health
-            if health is not None:
-                health.release_probe(endpoint)
-        now = self.clock()
-        telemetry = self.telemetry
-        telemetry.attempt_ended(self, now, cancelled)
-        decision = self.decision
-        if decision is not None:
-            self.decision = None
-            kind, delay = decision
-            reason = self.error_type or ""
-            if kind == _RETRY:
-                telemetry.retry_scheduled(self, delay, reason)
-            elif kind == _BUDGET_REFUSED:
-                telemetry.budget_exhausted(self, reason)
-            else:
-                telemetry.deadline_stops_retry(self, delay)
-        if self.outcome is not None:
-            self._end(now)
-
-    def abandon(self) -> None:
-        """The caller went away (task cancelled, KeyboardInterrupt): end without an error."""
-        if self.ended:
-            return
-        self.outcome = OUTCOME_CANCELLED
-        if self.released:
-            self._end(self.clock())
-        else:
-            self.release(cancelled=True)
-
-    # -- outcomes --------------------------------------------------------------------------
-
-    def on_response(self, response: httpcore.Response) -> float | None:
-        """``None`` to hand the response to the caller, else seconds to wait before a retry.
-
-        A retry decision is final: the caller must discard the response, then ``release``.
-        """
-        now = self.clock()
-        status = response.status
-        self.status = status
-        if status >= 400:
-            self.error_type = str(status)  # semantic conventions: the status code
-        if self.route.health is not None:
-            self._health(status < 500, now)
-        retry = self.policy.retry
-        if retry is None or retry is UNSET or status not in retry.statuses:
-            self._observe(now - self.sent_at, now)
-            return self._deliver()
-        self._observe_failure(now)
-        retry_after = None
-        for name, value in response.headers:
-            if name.lower() == _RETRY_AFTER:
-                retry_after = parse_retry_after(value.decode("latin-1"), time.time())
-                break
-        if not retry.retryable_status(status, retry_after):
-            return self._deliver()
-        if self.attempts >= retry.attempts or not self._may_resend():
-            return self._deliver()
-        # retryable_status already refused a Retry-After beyond the cap.
-        delay = retry.delay(self.attempts, self.rng) if retry_after is None else retry_after
-        if self.deadline is not None and now + delay >= self.deadline:
-            self.decision = (_DEADLINE_REFUSED, delay)
-            return self._deliver()
-        if not self.route.budget.try_withdraw():
-            self.decision = (_BUDGET_REFUSED, delay)
-            return self._deliver()
-        self.tried += (self.endpoint,)
-        self.decision = (_RETRY, delay)
+    def attempt_answered(self, attempt: Attempt) -> float | None:
+        """The attempt has a response head: seconds to wait before a retry, or ``None`` to
+        deliver the response (the call then ends when the caller closes it)."""
+        attempt.ended_at = self.clock()
+        for on_outcome in self.route.attempt_outcome:
+            on_outcome(attempt)
+        delay = self._retry(attempt)
+        if delay is None:
+            status = attempt.status
+            self.status = status
+            self.outcome = OUTCOME_SUCCESS if status < 500 else OUTCOME_SERVER_ERROR  # type: ignore[operator]
         return delay
 
-    def on_error(self, exc: Exception) -> float:
-        """Seconds to wait before a retry, or raises the error the caller should see."""
+    def attempt_failed(self, attempt: Attempt, exc: Exception) -> float:
+        """The attempt raised ``exc``: seconds to wait before a retry, or raises the error the
+        caller gets (the attempt is finished either way)."""
         now = self.clock()
-        self._observe_failure(now)
-        if self.route.health is not None and not isinstance(exc, httpcore.PoolTimeout):
-            self._health(False, now)  # a full local pool says nothing about the endpoint
+        attempt.ended_at = now
         error = to_httpx(exc)
-        self.error_type = type(error).__qualname__
-        self.tried += (self.endpoint,)
-        if (
-            self.deadline is not None
-            and now >= self.deadline
-            and isinstance(exc, httpcore.TimeoutException)
-        ):
-            self.release()
-            raise self._fail(self._deadline_exceeded(now)) from exc
-        retry = self.policy.retry
-        if (
-            retry is None
-            or retry is UNSET
-            or self.attempts >= retry.attempts
-            or not (isinstance(exc, NEVER_SENT) or self._may_resend())
-        ):
-            self.release()
-            raise self._fail(error)
-        delay = retry.delay(self.attempts, self.rng)
-        if self.deadline is not None and now + delay >= self.deadline:
-            self.decision = (_DEADLINE_REFUSED, delay)
-        elif not self.route.budget.try_withdraw():
-            self.decision = (_BUDGET_REFUSED, delay)
-        else:
-            self.decision = (_RETRY, delay)
-            self.release()
-            return delay
-        self.release()
-        raise self._fail(error)
+        if isinstance(error, httpx.TimeoutException) and not isinstance(error, httpx.PoolTimeout):
+            bound = attempt.deadline
+            if bound is not None and now >= bound:
+                attempt.timed_out = True
+                deadline = self.deadline
+                if deadline is not None and now >= deadline:
+                    cause = error
+                    error = self.deadline_exceeded(now)
+                    error.__cause__ = cause
+        attempt.error = error
+        for on_outcome in self.route.attempt_outcome:
+            on_outcome(attempt)
+        delay = self._retry(attempt)
+        if delay is None:
+            self.error = error
+            self.outcome = OUTCOME_ERROR
+            attempt.finish()
+            raise error
+        attempt.finish()
+        return delay
 
-    def stream_error(self, exc: Exception) -> BaseException:
-        """The error for a failure while the caller reads the body of a delivered response."""
-        if (
-            self.deadline is not None
-            and isinstance(exc, httpcore.TimeoutException)
-            and self.clock() >= self.deadline
-        ):
-            error: BaseException = self._deadline_exceeded(self.clock())
-            error.__cause__ = exc
-        else:
-            error = to_httpx(exc)
-        # Reported when the response is closed, which releases the attempt.
-        self.error_type = type(error).__qualname__
+    def stream_failed(self, attempt: Attempt, exc: Exception) -> BaseException:
+        """The error for a failure while the caller reads a delivered body."""
+        now = self.clock()
+        error = to_httpx(exc)
+        deadline = self.deadline
+        if isinstance(error, httpx.TimeoutException) and deadline is not None and now >= deadline:
+            cause = error
+            error = self.deadline_exceeded(now)
+            error.__cause__ = cause
+        self.error = error
         self.outcome = OUTCOME_ERROR
         return error
 
-    # -- endings ---------------------------------------------------------------------------
+    def abandon(self, attempt: Attempt | None = None) -> None:
+        """The caller went away (task cancelled, ``KeyboardInterrupt``): end without an error."""
+        if self._ended:
+            return
+        self.outcome = OUTCOME_CANCELLED
+        if attempt is not None and not attempt._finished:
+            attempt.cancelled = True
+            attempt.finish()
+        else:
+            self._end()
 
-    def _deliver(self) -> float | None:
-        """Hand the response to the caller (``None``: no retry); the call ends at release."""
-        status = self.status
-        self.outcome = OUTCOME_SUCCESS if status is None or status < 500 else OUTCOME_SERVER_ERROR
+    def _retry(self, attempt: Attempt) -> float | None:
+        for retry in self.route.retry:
+            delay = retry(self, attempt)
+            if delay is not None:
+                return delay
         return None
 
-    def _fail(self, error: _E) -> _E:
-        """The call ends with ``error``, which the caller raises."""
+    def _fail(self, error: Exception) -> Exception:
+        """The call ends with ``error`` before (or between) attempts; the caller raises it."""
+        self.error = error
         self.outcome = OUTCOME_ERROR
-        self.error_type = type(error).__qualname__
-        self._end(self.clock())
+        self._end()
         return error
 
-    def _end(self, now: float) -> None:
-        if self.ended:
+    def _end(self) -> None:
+        if self._ended:
             return
-        self.ended = True
-        outcome = self.outcome or OUTCOME_CANCELLED
-        route = self.route
-        if self.slot_held:
-            self.slot_held = False
-            route.bulkhead.release()  # type: ignore[union-attr]
-        if self.breaker_permit:
-            self.breaker_permit = False
-            breaker = route.breaker
-            assert breaker is not None
-            if outcome == OUTCOME_CANCELLED or self.local:
-                breaker.release_unused()
-            else:
-                breaker.on_result(outcome == OUTCOME_SUCCESS, now - self.start)
-        if self.throttled:
-            self.throttled = False
-            route.throttle.record(  # type: ignore[union-attr]
-                outcome == OUTCOME_SUCCESS and self.status not in _NOT_ACCEPTED
-            )
-        error = self.error_type if outcome in _FAILED else None
-        self.telemetry.call_ended(self, now, outcome, error)
+        self._ended = True
+        for on_call_end in self._ends:
+            try:
+                on_call_end(self)
+            except Exception:
+                logger.exception("meshclient: on_call_end of %r raised; ignored", on_call_end)
 
-    # -- helpers ---------------------------------------------------------------------------
 
-    def _may_resend(self) -> bool:
-        """Whether a request that may have reached a server can be sent again."""
-        if not isinstance(self.request.stream, httpx.ByteStream):
-            return False  # a generator body was consumed by the first attempt
-        idempotent = self.policy.idempotent
-        if idempotent is UNSET:
-            return is_idempotent(self.request.method, self.request.headers.raw)
-        return idempotent
+class Attempt:
+    """One physical try of a call on one endpoint.
 
-    def _health(self, ok: bool, now: float) -> None:
-        """Tell endpoint health how the attempt went; a transition rebuilds the picker."""
-        probe = self.probing
-        self.probing = False
-        transitions = self.route.health.record(  # type: ignore[union-attr]
-            self.endpoint, ok, now, probe=probe
-        )
-        if transitions:
-            self.route.report(transitions)
+    Fields modules read (and set, where noted):
 
-    def _observe(self, latency: float, now: float) -> None:
+    - ``call``, ``number`` (1 for the first attempt), ``started`` (clock seconds).
+    - ``endpoint``: the ``EndpointState`` it goes to (set by the balancer module).
+    - ``headers``: this attempt's own header list (raw ``(name, value)`` bytes pairs, a copy of
+      the request's); modules add or replace headers here, e.g. to sign the attempt.
+    - ``deadline``: clock seconds by which the attempt must have its response (set by the
+      attempt timeout module; the engine enforces it) and ``bound_by``: ``"attempt"``,
+      ``"total"`` or ``"inherited"``, the limit that set it.
+    - ``probe``: the attempt checks whether an ejected endpoint recovered (health module).
+    - After sending: ``sent_at``, then either ``status`` and ``response_headers`` or ``error``
+      (an ``httpx`` exception), with ``ended_at``. ``timed_out`` is ``True`` when the mesh's own
+      deadline cut it off; ``cancelled`` when the caller went away before it finished.
+    - ``decision`` / ``delay``: what the retry module decided about it (``"retry"``,
+      ``"budget_exhausted"``, ``"deadline"``), for telemetry.
+    - ``span``: the attempt's tracing span (set by the attempt telemetry module).
+    """
+
+    __slots__ = (
+        "_ends",
+        "_finished",
+        "_held",
+        "_pool",
+        "_shard",
+        "bound_by",
+        "call",
+        "cancelled",
+        "deadline",
+        "decision",
+        "delay",
+        "ended_at",
+        "endpoint",
+        "error",
+        "headers",
+        "number",
+        "probe",
+        "response_extensions",
+        "response_headers",
+        "sent_at",
+        "span",
+        "started",
+        "status",
+        "stream",
+        "timed_out",
+    )
+
+    def __init__(self, call: Call, now: float) -> None:
+        self.call = call
+        self.number = call.attempts + 1
+        self.started = now
+        self.endpoint: EndpointState | None = None
+        # A fresh list per attempt: the caller's request is never mutated.
+        self.headers: list[tuple[bytes, bytes]] = call.request.headers.raw
+        self.deadline: float | None = None
+        self.bound_by: str | None = None
+        self.probe = False
+        self.span: Any = None
+        self.sent_at = now
+        self.ended_at: float | None = None
+        self.status: int | None = None
+        self.response_headers: list[tuple[bytes, bytes]] | None = None
+        self.response_extensions: dict[str, Any] | None = None
+        self.stream: Any = None
+        self.error: BaseException | None = None
+        self.timed_out = False
+        self.cancelled = False
+        self.decision: str | None = None
+        self.delay: float | None = None
+        self._ends: tuple[Callable[[Attempt], None], ...] = ()
+        self._held = False
+        self._finished = False
+        self._pool: Any = None
+        self._shard: Any = None
+
+    def __repr__(self) -> str:
+        endpoint = None if self.endpoint is None else self.endpoint.address
+        return f"<Attempt {self.number} of {self.call!r} to {endpoint}>"
+
+    @property
+    def sent(self) -> bool:
+        """Whether the attempt went to the bottom (it may have reached the endpoint)."""
+        return self._held
+
+    def header(self, name: str) -> str | None:
+        """The first response header called ``name`` (any case), or ``None``."""
+        key = name.lower().encode("ascii")
+        for item, value in self.response_headers or ():
+            if item.lower() == key:
+                return value.decode("latin-1")
+        return None
+
+    def begin(self, pool: Any) -> Any:
+        """The bottom sends now: count the attempt as outstanding on its endpoint and, for
+        meshclient's pools, take a connection shard of ``pool``. Returns the shard."""
         endpoint = self.endpoint
-        with endpoint.lock:
-            observe_rtt(endpoint, latency, now, self.route.decay)
+        call = self.call
+        self.sent_at = call.clock()
+        with endpoint.lock:  # type: ignore[union-attr]
+            endpoint.outstanding += 1  # type: ignore[union-attr]
+            shard = None if pool is None else pool.acquire()
+        self._pool = pool
+        self._shard = shard
+        self._held = True
+        call.attempts += 1
+        call.tried += (endpoint,)  # type: ignore[operator]
+        return shard
 
-    def _observe_failure(self, now: float) -> None:
-        """A failure never makes an endpoint look faster than it was thought to be."""
-        endpoint = self.endpoint
-        latency = now - self.sent_at
-        estimate = rtt_estimate(endpoint, now, self.route.decay)
-        self._observe(latency if latency > estimate else estimate, now)
-
-    def _deadline_exceeded(self, now: float) -> DeadlineExceeded:
-        if self.inherited:
-            what = "the deadline inherited from the request being handled"
-        else:
-            timeout = self.policy.timeout
-            total = None if timeout is None or timeout is UNSET else timeout.total
-            what = f"deadline of {total}s"
-        return DeadlineExceeded(
-            f"{what} exceeded after {self.attempts} attempt(s) to service {self.route.name!r}",
-            request=self.request,
-            attempts=self.attempts,
-            endpoints=[state.address for state in self.tried],
-            elapsed=now - self.start,
-        )
+    def finish(self) -> None:
+        """Release the attempt's accounting and run its end phases; safe to call again."""
+        if self._finished:
+            return
+        self._finished = True
+        if self._held:
+            endpoint = self.endpoint
+            with endpoint.lock:  # type: ignore[union-attr]
+                endpoint.outstanding -= 1  # type: ignore[union-attr]
+                pool = self._pool
+                if pool is not None:
+                    pool.release(self._shard)
+        for on_attempt_end in self._ends:
+            try:
+                on_attempt_end(self)
+            except Exception:
+                logger.exception("meshclient: on_attempt_end of %r raised; ignored", on_attempt_end)
+        call = self.call
+        if call.outcome is not None:
+            call._end()

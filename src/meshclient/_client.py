@@ -7,6 +7,12 @@ OpenTelemetry providers and the hooks (default: the global providers, no hooks);
 caller will still wait (``None``: not sent). The connection settings (``limits``, ``verify``,
 ``cert``, ``http1``/``http2``, ``trust_env``, ``proxy``) go to the mesh transport, which
 builds its endpoint pools with them.
+
+``transport=`` and ``mounts=`` keep httpx's meaning, beneath the mesh: a request goes to the
+transport its URL selects (the first matching mount, else ``transport``, else meshclient's
+own pools). A host that is not a service reaches it as plain httpx would send it; a request to
+a service reaches it once per attempt, addressed to the endpoint the mesh chose.
+``stack=`` replaces the default stack of modules (``meshclient.DEFAULT_STACK``).
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypedDict, Unpack
 
 import httpx
-from httpx._types import (
+
+from ._async._transport import AsyncMeshTransport
+from ._compat import (
     AuthTypes,
     CookieTypes,
     HeaderTypes,
@@ -27,26 +35,26 @@ from httpx._types import (
     RequestExtensions,
     RequestFiles,
     TimeoutTypes,
+    UseClientDefault,
 )
-
+from ._mesh import ServicesArg
 from ._names import DEADLINE_HEADER
 from ._policy import POLICY_EXTENSION, Policy
-from ._service import Service
+from ._pool import DEFAULT_LIMITS
+from ._stack import Stack
+from ._sync._transport import MeshTransport
 from ._telemetry import Telemetry
-from ._transport import DEFAULT_LIMITS, AsyncMeshTransport, MeshTransport
 
 __all__ = ["AsyncClient", "Client"]
-
-ServicesArg = Mapping[str, Service | list[str] | tuple[str, ...]] | None
 
 
 class _Options(TypedDict, total=False):
     params: QueryParamTypes | None
     headers: HeaderTypes | None
     cookies: CookieTypes | None
-    auth: AuthTypes | httpx._client.UseClientDefault | None
-    follow_redirects: bool | httpx._client.UseClientDefault
-    timeout: TimeoutTypes | httpx._client.UseClientDefault
+    auth: AuthTypes | UseClientDefault | None
+    follow_redirects: bool | UseClientDefault
+    timeout: TimeoutTypes | UseClientDefault
     extensions: RequestExtensions | None
 
 
@@ -63,14 +71,6 @@ def _extensions(extensions: RequestExtensions | None, policy: Policy | None) -> 
     return {**(extensions or {}), POLICY_EXTENSION: policy}
 
 
-def _reject_transport(kwargs: dict[str, Any]) -> None:
-    if "transport" in kwargs:
-        raise TypeError(
-            "Client(transport=...) would bypass the mesh; to use your own httpx client, mount "
-            "a meshclient.MeshTransport instead"
-        )
-
-
 class Client(httpx.Client):
     """An ``httpx.Client`` that sends requests for logical services through the mesh."""
 
@@ -79,6 +79,9 @@ class Client(httpx.Client):
         *,
         services: ServicesArg = None,
         policy: Policy | None = None,
+        stack: Stack | None = None,
+        transport: httpx.BaseTransport | None = None,
+        mounts: Mapping[str, httpx.BaseTransport | None] | None = None,
         verify: ssl.SSLContext | str | bool = True,
         cert: Any = None,
         trust_env: bool = True,
@@ -90,10 +93,12 @@ class Client(httpx.Client):
         deadline_header: str | None = DEADLINE_HEADER,
         **kwargs: Any,
     ) -> None:
-        _reject_transport(kwargs)
         self._mesh_transport = MeshTransport(
             services,
             policy=policy,
+            stack=stack,
+            transport=transport,
+            mounts=mounts,
             verify=verify,
             cert=cert,
             trust_env=trust_env,
@@ -190,6 +195,9 @@ class AsyncClient(httpx.AsyncClient):
         *,
         services: ServicesArg = None,
         policy: Policy | None = None,
+        stack: Stack | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        mounts: Mapping[str, httpx.AsyncBaseTransport | None] | None = None,
         verify: ssl.SSLContext | str | bool = True,
         cert: Any = None,
         trust_env: bool = True,
@@ -201,10 +209,12 @@ class AsyncClient(httpx.AsyncClient):
         deadline_header: str | None = DEADLINE_HEADER,
         **kwargs: Any,
     ) -> None:
-        _reject_transport(kwargs)
         self._mesh_transport = AsyncMeshTransport(
             services,
             policy=policy,
+            stack=stack,
+            transport=transport,
+            mounts=mounts,
             verify=verify,
             cert=cert,
             trust_env=trust_env,

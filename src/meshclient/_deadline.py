@@ -6,18 +6,27 @@ taking the earliest, and every attempt's httpx timeouts are clipped to what is l
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
 from ._validate import check_positive
 
-__all__ = ["Timeout", "clip_timeouts"]
+__all__ = ["MAX_TIMEOUT", "Timeout", "clip_timeouts"]
+
+
+#: The longest timeout accepted, in seconds (about 11.6 days): anything longer is a mistake, and
+#: far longer values overflow the millisecond deadline header.
+MAX_TIMEOUT: Final = 1e6
 
 
 def _positive_or_none(field: str) -> Any:
     def validate(_inst: object, _attr: object, value: object) -> None:
         check_positive("Timeout", field, value, allow_none=True)
+        if value is not None and value > MAX_TIMEOUT:  # type: ignore[operator]
+            raise ValueError(
+                f"Timeout.{field} must be a number of seconds <= {MAX_TIMEOUT:g}, got {value!r}"
+            )
 
     return validate
 

@@ -108,3 +108,9 @@ DEADLINE_HEADER: Final = "x-meshclient-timeout-ms"
 GRPC_TIMEOUT_HEADER: Final = "grpc-timeout"
 #: Also read by the middleware: the timeout Envoy gives the upstream request.
 ENVOY_TIMEOUT_HEADER: Final = "x-envoy-expected-rq-timeout-ms"
+
+# -- what the retry module decided about an attempt (``Attempt.decision``) -----------------------
+
+DECISION_RETRY: Final = "retry"
+DECISION_BUDGET: Final = "budget_exhausted"
+DECISION_DEADLINE: Final = "deadline"

@@ -63,7 +63,19 @@ def _validate_max_backoff(instance: Retry, attribute: attrs.Attribute[float], va
 def _validate_max_retry_after(
     instance: Retry, attribute: attrs.Attribute[float], value: Any
 ) -> None:
-    check_number("Retry", attribute.name, value, "a number of seconds > 0", lambda v: v > 0)
+    check_number("Retry", attribute.name, value, "a finite number of seconds > 0", _finite_positive)
+
+
+def _validate_wait(instance: Retry, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(
+            f"Retry.wait must be a tenacity wait strategy (a callable of a RetryCallState) or "
+            f"None, got {value!r}"
+        )
+
+
+def _finite_positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
 
 
 def _finite_non_negative(value: float) -> bool:
@@ -111,6 +123,11 @@ class Retry:
     - ``max_retry_after`` = 5.0 s: a ``Retry-After`` longer than this ends retrying and the caller
       gets the response. It is not shortened: the server asked for that long, and coming back
       sooner disrespects it (and likely gets the same answer). A deadline may stop retries sooner.
+    - ``wait``: a tenacity wait strategy to use instead of full jitter, e.g.
+      ``tenacity.wait_random_exponential(multiplier=0.05, max=1)`` or ``tenacity.wait_fixed(0.1)
+      + tenacity.wait_random(0, 0.05)``. It is evaluated per retry over a ``RetryCallState`` that
+      belongs to that call alone (attempt number, outcome, time since the call started), so one
+      ``Retry`` is safe to share between concurrent calls.
     """
 
     attempts: int = attrs.field(default=3, validator=_validate_attempts)
@@ -118,18 +135,20 @@ class Retry:
     max_backoff: float = attrs.field(default=0.25, validator=_validate_max_backoff)
     statuses: frozenset[int] = attrs.field(default=DEFAULT_RETRY_STATUSES, converter=_to_statuses)
     max_retry_after: float = attrs.field(default=5.0, validator=_validate_max_retry_after)
+    #: A tenacity wait strategy (``tenacity.wait_random_exponential(...)``, any callable of a
+    #: ``tenacity.RetryCallState``) used instead of full jitter; ``None``: full jitter.
+    wait: Callable[[tenacity.RetryCallState], float] | None = attrs.field(
+        default=None, validator=_validate_wait
+    )
     # Backoff ceilings for retry 1, 2, ... up to the first that reaches ``max_backoff`` (5 entries
     # for the defaults). Precomputed so ``delay`` is one index and one multiply on the hot path.
     _ceilings: tuple[float, ...] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
-        # tenacity's exponential maths, evaluated once per retry number; never per call.
-        wait = tenacity.wait_exponential(multiplier=self.backoff, max=self.max_backoff)
-        state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
         ceilings: list[float] = []
         while True:
-            state.attempt_number = len(ceilings) + 1
-            ceiling = float(wait(state))
+            # ldexp: backoff * 2**n without overflowing 2**n for a tiny backoff.
+            ceiling = min(self.max_backoff, math.ldexp(self.backoff, len(ceilings)))
             ceilings.append(ceiling)
             if ceiling >= self.max_backoff or ceiling == 0.0:
                 break

@@ -1,31 +1,49 @@
-"""A logical service: its configuration (``Service``) and its live state (``Route``)."""
+"""A logical service: where its endpoints come from and the stateful parts it shares.
+
+A ``Service`` holds what the modules of its stack read when they are built (Finagle's stack
+parameters): the balancer, the retry budget, endpoint health settings and admission rules. One
+``Service`` given to several clients is one pool of budget and admission, and its discovery
+runs once: the first client to use it starts it, every client gets each update, and the last
+client to close stops it.
+"""
 
 from __future__ import annotations
 
-import random
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
 
-from ._balance import Balancer, PeakEwma, Picker
-from ._breaker import BreakerTransition, CircuitBreaker
-from ._bulkhead import Bulkhead
-from ._endpoint import EndpointState
-from ._health import Ejected, HealthTracker, OutlierDetection
+from ._balance import Balancer, PeakEwma
+from ._health import OutlierDetection
 from ._policy import UNSET, Policy, Unset
 from ._retry import RetryBudget
-from ._telemetry import MeshTelemetry, RouteTelemetry
-from ._throttle import AdaptiveThrottle
+from ._stack import Admission, Stack, _is_admission
 from ._validate import check_type
 from .discovery import Discovery, Endpoint, StaticDiscovery
 
-__all__ = ["Route", "Service", "as_service"]
+__all__ = ["Service", "as_service"]
+
+_Listener = Callable[[tuple[Endpoint, ...]], None]
+
+
+def _check_admission(field: str, value: object) -> None:
+    if value is not None and not _is_admission(value):
+        raise TypeError(
+            f"Service.{field} must be an admission rule (with admit(call) and release(call)) "
+            f"or None, got {value!r}"
+        )
 
 
 class Service:
-    """One logical service: where its endpoints come from and its stateful parts.
+    """One logical service: its discovery and the stateful parts of its stack.
 
-    The balancer and the retry budget keep state, so one ``Service`` is one pool of
+    ``balancer`` (default ``PeakEwma()``), ``retry_budget`` (default ``RetryBudget()``),
+    ``outlier`` (endpoint health, on by default; ``None`` turns it off) and the admission
+    rules ``throttle``, ``breaker``, ``bulkhead`` and ``rate_limit`` (off unless given; any
+    object with ``admit`` and ``release`` fits) are what the default stack's modules use.
+    ``policy`` sits between the client's policy and each call's. ``stack`` replaces the
+    client's stack for this service only.
+
+    The balancer, budget and admission rules keep state, so one ``Service`` is one pool of
     load and budget; give two services their own objects unless they should share.
     """
 
@@ -37,9 +55,11 @@ class Service:
         policy: Policy | None = None,
         retry_budget: RetryBudget | None = None,
         outlier: OutlierDetection | Unset | None = UNSET,
-        breaker: CircuitBreaker | None = None,
-        bulkhead: Bulkhead | None = None,
-        throttle: AdaptiveThrottle | None = None,
+        breaker: Admission | None = None,
+        bulkhead: Admission | None = None,
+        throttle: Admission | None = None,
+        rate_limit: Admission | None = None,
+        stack: Stack | None = None,
     ) -> None:
         if not isinstance(discovery, Discovery):
             discovery = StaticDiscovery(discovery)
@@ -52,35 +72,81 @@ class Service:
         outlier = OutlierDetection() if outlier is UNSET else outlier
         if outlier is not None:
             check_type("Service", "outlier", outlier, OutlierDetection)
-        if breaker is not None:
-            check_type("Service", "breaker", breaker, CircuitBreaker)
-        if bulkhead is not None:
-            check_type("Service", "bulkhead", bulkhead, Bulkhead)
-        if throttle is not None:
-            check_type("Service", "throttle", throttle, AdaptiveThrottle)
-        #: Endpoint health, on by default; ``None`` sends to every endpoint whatever happens.
-        self.outlier = outlier
-        #: Opt-in admission control, shared by every client this service is given to.
-        self.breaker = breaker
-        self.bulkhead = bulkhead
-        self.throttle = throttle
+        for field, value in (
+            ("breaker", breaker),
+            ("bulkhead", bulkhead),
+            ("throttle", throttle),
+            ("rate_limit", rate_limit),
+        ):
+            _check_admission(field, value)
+        if stack is not None:
+            check_type("Service", "stack", stack, Stack)
         self.discovery = discovery
         self.balancer = balancer
         self.policy = policy
         self.retry_budget = retry_budget
+        #: Endpoint health, on by default; ``None`` sends to every endpoint whatever happens.
+        self.outlier = outlier
+        #: Opt-in admission rules, shared by every client this service is given to.
+        self.breaker = breaker
+        self.bulkhead = bulkhead
+        self.throttle = throttle
+        self.rate_limit = rate_limit
+        self.stack = stack
+        # Discovery fan-out: started by the first subscriber, stopped with the last.
+        self._lock = threading.RLock()
+        self._listeners: list[_Listener] = []
+        self._latest: tuple[Endpoint, ...] | None = None
 
     def __repr__(self) -> str:
         return (
             f"Service({self.discovery!r}, balancer={self.balancer!r}, policy={self.policy!r}, "
             f"retry_budget={self.retry_budget!r}, outlier={self.outlier!r}, "
-            f"breaker={self.breaker!r}, bulkhead={self.bulkhead!r}, throttle={self.throttle!r})"
+            f"breaker={self.breaker!r}, bulkhead={self.bulkhead!r}, throttle={self.throttle!r}, "
+            f"rate_limit={self.rate_limit!r})"
         )
+
+    # -- discovery, shared by every client ---------------------------------------------------
+
+    def subscribe(self, listener: _Listener) -> None:
+        """Deliver every endpoint set to ``listener``; the first subscriber starts discovery."""
+        with self._lock:
+            self._listeners.append(listener)
+            if len(self._listeners) == 1:
+                self._latest = None
+                try:
+                    self.discovery.start(self._publish)
+                except BaseException:
+                    self._listeners.remove(listener)
+                    raise
+            elif self._latest is not None:
+                listener(self._latest)
+
+    def unsubscribe(self, listener: _Listener) -> None:
+        """Stop delivering to ``listener``; the last one out stops discovery."""
+        with self._lock:
+            if listener not in self._listeners:
+                return
+            self._listeners.remove(listener)
+            if not self._listeners:
+                self._latest = None
+                self.discovery.close()
+
+    @property
+    def subscribers(self) -> int:
+        """Clients using this service now."""
+        return len(self._listeners)
+
+    def _publish(self, endpoints: tuple[Endpoint, ...]) -> None:
+        # Fanned out under the lock, so a client subscribing meanwhile gets the newest set last.
+        with self._lock:
+            self._latest = endpoints
+            for listener in self._listeners:
+                listener(endpoints)
 
 
 def as_service(name: object, value: object) -> Service:
     """The ``services=`` shorthand: a list of ``"host:port"`` strings means static discovery."""
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"services keys must be service host names, got {name!r}")
     if isinstance(value, Service):
         return value
     if isinstance(value, Discovery):
@@ -94,167 +160,3 @@ def as_service(name: object, value: object) -> Service:
         f"services[{name!r}] must be a Service, a Discovery or a list of 'host:port' strings, "
         f"got {value!r}"
     )
-
-
-class Route:
-    """Live state of one service inside one transport: endpoint states and the current picker.
-
-    Discovery updates build a new immutable picker and swap it in with one assignment, so
-    requests read it without locks; an endpoint that stays keeps its state and its pool.
-    """
-
-    __slots__ = (
-        "_lock",
-        "_make_pools",
-        "balancer",
-        "breaker",
-        "budget",
-        "bulkhead",
-        "clock",
-        "decay",
-        "health",
-        "health_version",
-        "host",
-        "name",
-        "picker",
-        "policy",
-        "retired",
-        "rewrite",
-        "states",
-        "telemetry",
-        "throttle",
-    )
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        balancer: Balancer,
-        budget: RetryBudget,
-        policy: Policy,
-        clock: Callable[[], float],
-        make_pools: Callable[[EndpointState], None],
-        rewrite: bool,
-        telemetry: MeshTelemetry,
-        service: Service | None = None,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.name = name
-        self.host = name
-        self.balancer = balancer
-        self.budget = budget
-        #: The effective policy of the service (service over client over defaults).
-        self.policy = policy
-        self.clock = clock
-        self.decay = balancer.decay
-        #: ``False`` for a pass-through host: the request goes to its own URL unchanged.
-        self.rewrite = rewrite
-        #: Cached attribute sets and the reporting methods ``Call`` uses.
-        self.telemetry: RouteTelemetry = telemetry.route(name, rewrite=rewrite)
-        self.states: dict[tuple[str, int], EndpointState] = {}
-        #: Endpoints removed by discovery; their pools close with the transport.
-        self.retired: list[EndpointState] = []
-        self._make_pools = make_pools
-        self._lock = threading.Lock()
-        outlier = None if service is None else service.outlier
-        #: Which endpoints take traffic; ``health_version`` is the set the picker was built from.
-        self.health = (
-            None
-            if outlier is None
-            else HealthTracker(outlier, clock=clock, rng=rng, decay=balancer.decay)
-        )
-        self.health_version = -1
-        self.breaker = None if service is None else service.breaker
-        self.bulkhead = None if service is None else service.bulkhead
-        self.throttle = None if service is None else service.throttle
-        if self.breaker is not None:
-            self.breaker.add_listener(self._breaker_moved)
-        self.picker: Picker = balancer.prepare(())
-
-    def update(self, endpoints: tuple[Endpoint, ...]) -> None:
-        """Swap in a new endpoint set, keeping the state of endpoints that remain."""
-        with self._lock:
-            now = self.clock()
-            old = self.states
-            states: dict[tuple[str, int], EndpointState] = {}
-            for endpoint in endpoints:
-                key = (endpoint.host, endpoint.port)
-                state = old.get(key)
-                if state is None:
-                    state = EndpointState(
-                        endpoint.host,
-                        endpoint.port,
-                        endpoint.weight,
-                        initial_rtt=self.balancer.default_rtt,
-                        now=now,
-                    )
-                    self._make_pools(state)
-                else:
-                    state.weight = endpoint.weight
-                states[key] = state
-            self.retired.extend(s for k, s in old.items() if k not in states)
-            self.states = states
-            if self.health is not None:
-                self.health.set_endpoints(tuple(states.values()))
-            self._rebuild()
-
-    def refresh(self) -> None:
-        """Rebuild the picker after an ejection or readmission changed the healthy set."""
-        with self._lock:
-            self._rebuild()
-
-    def _rebuild(self) -> None:
-        health = self.health
-        if health is None:
-            self.picker = self.balancer.prepare(tuple(self.states.values()))
-        elif health.version != self.health_version:
-            self.health_version = health.version
-            self.picker = self.balancer.prepare(health.available())
-
-    def report(self, transitions: tuple[Any, ...]) -> None:
-        """Turn health transitions into telemetry and a new picker."""
-        telemetry = self.telemetry
-        for transition in transitions:
-            if isinstance(transition, Ejected):
-                telemetry.endpoint_ejected(
-                    transition.address, transition.reason, transition.duration
-                )
-            else:
-                telemetry.endpoint_readmitted(transition.address)
-        self.refresh()
-
-    def _breaker_moved(self, transition: BreakerTransition) -> None:
-        self.telemetry.breaker_transition(transition.from_state, transition.to_state)
-
-    def all_states(self) -> list[EndpointState]:
-        return [*self.states.values(), *self.retired]
-
-    def describe(self) -> dict[str, Any]:
-        from ._balance import rtt_estimate
-
-        now = self.clock()
-        health = self.health
-        endpoints = []
-        for state in self.states.values():
-            entry: dict[str, Any] = {
-                "address": state.address,
-                "weight": state.weight,
-                "outstanding": state.outstanding,
-                "latency_estimate": rtt_estimate(state, now, self.decay),
-                "latency_samples": state.rtt_samples,
-            }
-            if health is not None:
-                entry["health"] = health.endpoint_snapshot(state)
-            endpoints.append(entry)
-        described: dict[str, Any] = {
-            "balancer": repr(self.balancer),
-            "retry_budget": self.budget.snapshot(),
-            "endpoints": endpoints,
-        }
-        if health is not None:
-            described["health"] = health.snapshot()
-        for name in ("breaker", "bulkhead", "throttle"):
-            part = getattr(self, name)
-            if part is not None:
-                described[name] = part.snapshot()
-        return described

@@ -1,19 +1,20 @@
 """Spans, metrics and hook events: the one place where meshclient reports what it did.
 
 Only the OpenTelemetry *API* is used; with no SDK installed every span is a no-op and
-every instrument a proxy, so the cost is a few attribute lookups per call. The call state
-machine (``_call.py``) calls into ``RouteTelemetry`` at each decision; nothing here
-decides anything.
+every instrument a proxy, so the cost is a few attribute lookups per call. The telemetry
+modules of the stack (``_modules.py``) and the health and breaker modules call into
+``RouteTelemetry``; nothing here decides anything.
 
 Hot-path rules, because every call pays for this module:
 
-- attribute dicts are built once per (service, method, port[, status, error]) and cached
-  on the route; OpenTelemetry copies them, so sharing is safe;
+- attribute dicts are built once per (service, method, port[, endpoint, status, error]) and
+  cached on the route; OpenTelemetry copies them, so sharing is safe;
 - a span that is not recording gets no ``set_attribute`` calls; attributes known at the
-  start go in ``start_span`` (``url.full`` only when the call span records), the call span's
-  per-call attributes in one ``set_attributes`` at its end;
-- an ended span is dropped from the ``Call`` at once, so it is freed by reference counting
-  rather than with the response's reference cycles;
+  start go in ``start_span`` (``url.full`` only when the call span records), the rest in one
+  ``set_attributes`` at its end (for an attempt: the endpoint, which the balancer below the
+  attempt telemetry module picks after the span began, with the status);
+- an ended span is dropped from the ``Call``/``Attempt`` at once, so it is freed by
+  reference counting rather than with the response's reference cycles;
 - no context is attached or detached: spans take their parent explicitly, and the trace
   context is injected into the attempt's own header list only when there is one to carry;
 - hook event records are built only when the client has hooks.
@@ -32,17 +33,14 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import attrs
 import httpx
 from opentelemetry import metrics, propagate, trace
-from opentelemetry.context import (
-    _SUPPRESS_HTTP_INSTRUMENTATION_KEY,
-    _SUPPRESS_INSTRUMENTATION_KEY,
-    Context,
-    get_current,
-)
+from opentelemetry.context import Context, get_current
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Setter
 from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode, set_span_in_context
 
 from . import _names as n
+from ._compat import SUPPRESS_HTTP_INSTRUMENTATION, SUPPRESS_INSTRUMENTATION
+from ._names import DECISION_BUDGET, DECISION_RETRY
 from .hooks import (
     AttemptFinished,
     BreakerTransition,
@@ -55,9 +53,9 @@ from .hooks import (
 )
 
 if TYPE_CHECKING:
-    from ._call import Call
+    from ._call import Attempt, Call
     from ._endpoint import EndpointState
-    from ._service import Route
+    from ._route import Route
 
 __all__ = ["MeshTelemetry", "RouteTelemetry", "Telemetry", "redact_url", "set_header"]
 
@@ -185,7 +183,7 @@ class _Instruments:
     def _observe_in_flight(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [
             Observation(
-                sum(state.outstanding for state in route.states.values()),
+                sum(state.outstanding for state in route.endpoints),
                 route.telemetry.service_attrs,
             )
             for route in self._routes()
@@ -193,9 +191,9 @@ class _Instruments:
 
     def _observe_available(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [
-            Observation(len(route.picker.endpoints), route.telemetry.service_attrs)
+            Observation(len(route.available), route.telemetry.service_attrs)
             for route in self._routes()
-            if route.rewrite
+            if not route.passthrough
         ]
 
 
@@ -274,6 +272,20 @@ def set_header(headers: list[tuple[bytes, bytes]], name: bytes, value: bytes) ->
     headers.append((name, value))
 
 
+def _port(url: httpx.URL) -> int:
+    """``server.port``: the URL's port, or the scheme's default."""
+    return url.port or (443 if url.raw_scheme == b"https" else 80)
+
+
+def _error_type(error: BaseException | None, status: int | None) -> str | None:
+    """``error.type``: the exception's class, or the status code of a 4xx/5xx answer."""
+    if error is not None:
+        return type(error).__qualname__
+    if status is not None and status >= 400:
+        return str(status)
+    return None
+
+
 def redact_url(url: httpx.URL) -> str:
     """``url.full`` as the semantic conventions want it: no credentials, no signatures."""
     if url.userinfo:
@@ -301,8 +313,8 @@ class MeshTelemetry:
             None if deadline_header is None else deadline_header.lower().encode("ascii")
         )
 
-    def route(self, service: str, *, rewrite: bool) -> RouteTelemetry:
-        return RouteTelemetry(self, service, rewrite=rewrite)
+    def route(self, service: str) -> RouteTelemetry:
+        return RouteTelemetry(self, service)
 
     def watch(self, source: _RouteSource) -> None:
         """Report ``source``'s routes in the observable metrics while it is alive."""
@@ -323,7 +335,6 @@ class RouteTelemetry:
         "_call_end_attrs",
         "_call_metric_attrs",
         "_counter_attrs",
-        "deadline_header",
         "hooks",
         "instruments",
         "service",
@@ -331,17 +342,15 @@ class RouteTelemetry:
         "tracer",
     )
 
-    def __init__(self, mesh: MeshTelemetry, service: str, *, rewrite: bool) -> None:
+    def __init__(self, mesh: MeshTelemetry, service: str) -> None:
         self.service = service
         self.tracer = mesh.tracer
         self.instruments = mesh.instruments
         self.hooks = mesh.hooks
-        #: Only requests to mesh services carry the deadline; pass-through hosts do not.
-        self.deadline_header = mesh.deadline_header if rewrite else None
         self.service_attrs: dict[str, Any] = {n.SERVICE: service}
         self._call_attrs: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
-        self._attempt_attrs: dict[tuple[str, int, str], dict[str, Any]] = {}
-        self._attempt_end_attrs: dict[tuple[int | None, str], dict[str, Any]] = {}
+        self._attempt_attrs: dict[tuple[str, int], dict[str, Any]] = {}
+        self._attempt_end_attrs: dict[tuple[str, int | None, str | None], dict[str, Any]] = {}
         self._call_end_attrs: dict[tuple[int, str, str | None], dict[str, Any]] = {}
         self._attempt_metric_attrs: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._call_metric_attrs: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -370,30 +379,32 @@ class RouteTelemetry:
             found = self._cache(self._call_attrs, key, (name, attributes))
         return found
 
-    def _attempt_start(self, endpoint: EndpointState, method: str, port: int) -> dict[str, Any]:
-        key = (method, port, endpoint.address)
+    def _attempt_start(self, method: str, port: int) -> dict[str, Any]:
+        key = (method, port)
         found = self._attempt_attrs.get(key)
         if found is None:
             found = self._cache(
                 self._attempt_attrs,
                 key,
-                {
-                    **self._method_attrs(method),
-                    n.SERVER_ADDRESS: self.service,
-                    n.SERVER_PORT: port,
-                    n.NETWORK_PEER_ADDRESS: endpoint.host,
-                    n.NETWORK_PEER_PORT: endpoint.port,
-                },
+                {**self._method_attrs(method), n.SERVER_ADDRESS: self.service, n.SERVER_PORT: port},
             )
         return found
 
-    def _attempt_end(self, status: int | None, error: str) -> dict[str, Any]:
-        key = (status, error)
+    def _attempt_end(
+        self, endpoint: EndpointState, status: int | None, error: str | None
+    ) -> dict[str, Any]:
+        """The endpoint (chosen below this module, after the span began) and the outcome."""
+        key = (endpoint.address, status, error)
         found = self._attempt_end_attrs.get(key)
         if found is None:
-            attributes: dict[str, Any] = {n.ERROR_TYPE: error}
+            attributes: dict[str, Any] = {
+                n.NETWORK_PEER_ADDRESS: endpoint.host,
+                n.NETWORK_PEER_PORT: endpoint.port,
+            }
             if status is not None:
                 attributes[n.HTTP_RESPONSE_STATUS_CODE] = status
+            if error is not None:
+                attributes[n.ERROR_TYPE] = error
             found = self._cache(self._attempt_end_attrs, key, attributes)
         return found
 
@@ -454,98 +465,114 @@ class RouteTelemetry:
         ``set_attributes`` when it ends (``call_ended``), not one by one.
         """
         ctx = get_current()
-        if ctx and (
-            ctx.get(_SUPPRESS_INSTRUMENTATION_KEY) or ctx.get(_SUPPRESS_HTTP_INSTRUMENTATION_KEY)
-        ):
+        if ctx and (ctx.get(SUPPRESS_INSTRUMENTATION) or ctx.get(SUPPRESS_HTTP_INSTRUMENTATION)):
             call.span = INVALID_SPAN
-            call.parent = None
+            call.context = None
             return
-        name, attributes = self._call_start(call.request.method, call.port)
+        request = call.request
+        name, attributes = self._call_start(request.method, _port(request.url))
         span = self.tracer.start_span(name, ctx, SpanKind.INTERNAL, attributes)
         call.span = span
         # Without a span and without an incoming context there is nothing to add.
-        call.parent = ctx if span is INVALID_SPAN else set_span_in_context(span, ctx)
+        call.context = ctx if span is INVALID_SPAN else set_span_in_context(span, ctx)
 
-    def attempt_started(
-        self, call: Call, endpoint: EndpointState, headers: list[tuple[bytes, bytes]]
-    ) -> None:
-        """Start the attempt's CLIENT span and inject its trace context into ``headers``."""
-        parent = call.parent
-        if parent is None:  # instrumentation suppressed by the caller
-            call.attempt_span = INVALID_SPAN
+    def attempt_started(self, attempt: Attempt) -> None:
+        """Start the attempt's CLIENT span and inject its trace context into its headers."""
+        call = attempt.call
+        parent = call.context
+        if parent is None:  # instrumentation suppressed by the caller, or no call span module
+            attempt.span = INVALID_SPAN
             return
-        method = call.request.method
-        attributes = self._attempt_start(endpoint, method, call.port)
+        request = call.request
+        method = request.method
+        attributes = self._attempt_start(method, _port(request.url))
         # A recording call span predicts a recording attempt span (its child): then
         # ``url.full`` goes in at the start, with the rest, rather than in a later
         # ``set_attribute``; with no SDK it is never computed.
-        url = redact_url(call.request.url) if call.span.is_recording() else None
-        if url is not None or call.attempts:
+        url = redact_url(request.url) if call.span.is_recording() else None
+        resends = attempt.number - 1
+        if url is not None or resends:
             attributes = {**attributes}
             if url is not None:
                 attributes[n.URL_FULL] = url
-            if call.attempts:
-                attributes[n.HTTP_REQUEST_RESEND_COUNT] = call.attempts
+            if resends:
+                attributes[n.HTTP_REQUEST_RESEND_COUNT] = resends
         span = self.tracer.start_span(
             method if method in _KNOWN_METHODS else "HTTP", parent, SpanKind.CLIENT, attributes
         )
-        call.attempt_span = span
+        attempt.span = span
         if span is INVALID_SPAN:
             if not parent:
                 return  # no span and no incoming context: nothing to propagate
             inject: Context = parent
         else:
             if url is None and span.is_recording():  # a sampler that decided otherwise
-                span.set_attribute(n.URL_FULL, redact_url(call.request.url))
+                span.set_attribute(n.URL_FULL, redact_url(request.url))
             inject = set_span_in_context(span, parent)
-        propagate.get_global_textmap().inject(headers, inject, _SETTER)
+        propagate.get_global_textmap().inject(attempt.headers, inject, _SETTER)
 
-    def attempt_ended(self, call: Call, now: float, cancelled: bool) -> None:
-        """End the attempt's span and record its duration (from ``Call.release``)."""
-        status = call.status
-        error = call.error_type
-        span = call.attempt_span
-        if span.is_recording():
-            if error is not None:
-                span.set_attributes(self._attempt_end(status, error))
-                span.set_status(_ERROR)
-            elif status is not None:
-                span.set_attribute(n.HTTP_RESPONSE_STATUS_CODE, status)
-        span.end()
-        # Ended: drop it, so it is freed now rather than with the call's reference cycles.
-        call.attempt_span = INVALID_SPAN
-        request = call.request
-        duration = now - call.sent_at
+    def attempt_ended(self, attempt: Attempt) -> None:
+        """End the attempt's span, record its duration, then report what was decided on it."""
+        call = attempt.call
+        endpoint = attempt.endpoint
+        status = attempt.status
+        error = _error_type(attempt.error, status)
+        span = attempt.span
+        if span is not None:
+            if span.is_recording() and endpoint is not None:
+                span.set_attributes(self._attempt_end(endpoint, status, error))
+                if error is not None:
+                    span.set_status(_ERROR)
+            span.end()
+            # Ended: drop it, so it is freed now rather than with the call's reference cycles.
+            attempt.span = INVALID_SPAN
+        if endpoint is None:
+            return  # never sent: nothing to time
+        method = call.request.method
+        cancelled = attempt.cancelled
+        duration = (attempt.ended_at or call.clock()) - attempt.sent_at
         if not cancelled:
             self.instruments.attempt_duration.record(
-                duration,
-                self._attempt_metric(request.method, call.port, status, error),
+                duration, self._attempt_metric(method, _port(call.request.url), status, error)
             )
         if self.hooks.active:
             self.hooks.emit(
                 AttemptFinished(
                     service=self.service,
-                    method=request.method,
-                    endpoint=call.endpoint.address,
-                    attempt=call.attempts,
+                    method=method,
+                    endpoint=endpoint.address,
+                    attempt=attempt.number,
                     status_code=status,
                     error_type=error,
                     duration=duration,
                     cancelled=cancelled,
                 )
             )
+        decision = attempt.decision
+        if decision is not None:
+            reason = error or ""
+            if decision == DECISION_RETRY:
+                self._retry_scheduled(attempt, reason)
+            elif decision == DECISION_BUDGET:
+                self._budget_exhausted(attempt, reason)
+            else:
+                self._deadline_stops_retry(attempt)
 
-    def retry_scheduled(self, call: Call, delay: float, reason: str) -> None:
+    def _retry_scheduled(self, attempt: Attempt, reason: str) -> None:
+        call = attempt.call
+        endpoint = attempt.endpoint
+        assert endpoint is not None
+        delay = attempt.delay or 0.0
         span = call.span
-        if span.is_recording():
+        if span is not None and span.is_recording():
             span.add_event(
                 n.EVENT_RETRY,
                 {
-                    n.ATTEMPT: call.attempts,
+                    n.ATTEMPT: attempt.number,
                     n.RETRY_DELAY: delay,
                     n.ERROR_TYPE: reason,
-                    n.NETWORK_PEER_ADDRESS: call.endpoint.host,
-                    n.NETWORK_PEER_PORT: call.endpoint.port,
+                    n.NETWORK_PEER_ADDRESS: endpoint.host,
+                    n.NETWORK_PEER_PORT: endpoint.port,
                 },
             )
         method = call.request.method
@@ -555,52 +582,61 @@ class RouteTelemetry:
                 RetryScheduled(
                     service=self.service,
                     method=method,
-                    endpoint=call.endpoint.address,
-                    attempt=call.attempts,
+                    endpoint=endpoint.address,
+                    attempt=attempt.number,
                     reason=reason,
                     delay=delay,
                 )
             )
 
-    def budget_exhausted(self, call: Call, reason: str) -> None:
+    def _budget_exhausted(self, attempt: Attempt, reason: str) -> None:
+        call = attempt.call
         span = call.span
-        if span.is_recording():
+        if span is not None and span.is_recording():
             span.add_event(
-                n.EVENT_BUDGET_EXHAUSTED, {n.ATTEMPT: call.attempts, n.ERROR_TYPE: reason}
+                n.EVENT_BUDGET_EXHAUSTED, {n.ATTEMPT: attempt.number, n.ERROR_TYPE: reason}
             )
         method = call.request.method
         self.instruments.budget_exhausted.add(1, self._counter(method, "budget", None))
         if self.hooks.active:
             self.hooks.emit(
                 BudgetExhausted(
-                    service=self.service, method=method, attempt=call.attempts, reason=reason
+                    service=self.service, method=method, attempt=attempt.number, reason=reason
                 )
             )
 
-    def deadline_stops_retry(self, call: Call, delay: float) -> None:
-        span = call.span
-        if span.is_recording():
+    def _deadline_stops_retry(self, attempt: Attempt) -> None:
+        span = attempt.call.span
+        if span is not None and span.is_recording():
             span.add_event(
-                n.EVENT_DEADLINE_EXCEEDED, {n.ATTEMPT: call.attempts, n.RETRY_DELAY: delay}
+                n.EVENT_DEADLINE_EXCEEDED,
+                {n.ATTEMPT: attempt.number, n.RETRY_DELAY: attempt.delay or 0.0},
             )
 
-    def call_ended(self, call: Call, now: float, outcome: str, error: str | None) -> None:
+    def call_ended(self, call: Call) -> None:
+        outcome = call.outcome or n.OUTCOME_CANCELLED
+        error = None
+        if outcome == n.OUTCOME_ERROR:
+            error = _error_type(call.error, None)
+        elif outcome == n.OUTCOME_SERVER_ERROR:
+            error = str(call.status)
         span = call.span
-        if span.is_recording():
-            attributes = self._call_end(call.attempts, outcome, error)
-            if call.deadline is not None:
-                attributes = {**attributes, n.DEADLINE_REMAINING: call.deadline - call.start}
-                if call.inherited:
-                    attributes[n.DEADLINE_INHERITED] = True
-            span.set_attributes(attributes)
-            if outcome == n.OUTCOME_ERROR or outcome == n.OUTCOME_SERVER_ERROR:
-                span.set_status(_ERROR)
-        span.end()
-        # Ended: drop the span and its context (see ``attempt_ended``).
-        call.span = INVALID_SPAN
-        call.parent = None
+        if span is not None:
+            if span.is_recording():
+                attributes = self._call_end(call.attempts, outcome, error)
+                if call.deadline is not None:
+                    attributes = {**attributes, n.DEADLINE_REMAINING: call.deadline - call.start}
+                    if call.deadline_inherited:
+                        attributes[n.DEADLINE_INHERITED] = True
+                span.set_attributes(attributes)
+                if error is not None:
+                    span.set_status(_ERROR)
+            span.end()
+            # Ended: drop the span and its context (see ``attempt_ended``).
+            call.span = INVALID_SPAN
+            call.context = None
         self.instruments.call_duration.record(
-            now - call.start, self._call_metric(call.request.method, outcome, error)
+            call.clock() - call.start, self._call_metric(call.request.method, outcome, error)
         )
 
     # -- extension points for endpoint health (emitted by the health layer) -------------------

@@ -16,9 +16,18 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+from ._exceptions import ThrottledError
+from ._names import OUTCOME_SUCCESS
+
+if TYPE_CHECKING:
+    from ._call import Call
 
 __all__ = ["AdaptiveThrottle"]
+
+#: Statuses by which a server refuses work: not "accepted".
+_NOT_ACCEPTED: Final = frozenset({429, 503})
 
 #: Buckets per window (as ``RetryBudget``): the window is these whole buckets plus the current.
 _BUCKETS: Final = 10
@@ -39,8 +48,10 @@ class AdaptiveThrottle:
       (rejected ones too, as the book specifies: the client's own demand is what is measured)
       and says whether to send it.
     - ``record(True)`` when the backend accepted the call (any answer but overload);
-      ``record(False)`` when it did not (429, 503, a breaker rejection, a connection refused);
-      a call that ends with neither (cancelled) counts as not accepted.
+      ``record(False)`` when it did not (429, 503, a breaker rejection, a connection refused).
+      As an admission rule of the stack, a call that never reached the backend (its deadline
+      was gone) or whose caller went away is taken back out of the count: cancellation is not
+      a refusal.
     - ``k`` = 2.0: the book's value; the backend may reject up to half of the requests before the
       client starts throttling. Lower is more aggressive.
     - ``window`` = 120 s: the book's two minutes, in 10 clock-aligned buckets plus the current one.
@@ -164,6 +175,45 @@ class AdaptiveThrottle:
                 self._expire(now)
             self._accepts[self._slot] += 1
             self._accepts_sum += 1
+
+    def _forget(self) -> None:
+        """Take back the request of a call that never reached the backend, or whose caller
+        went away: it was neither accepted nor refused. It comes off the newest bucket that
+        counts a request."""
+        with self._lock:
+            now = self._clock()
+            if now >= self._edge:
+                self._expire(now)
+            if self._requests_sum <= self._accepts_sum:
+                return  # nothing unanswered left in the window: the request already aged out
+            requests = self._requests
+            slot = self._slot
+            for _ in range(_SLOTS):
+                if requests[slot]:
+                    requests[slot] -= 1
+                    self._requests_sum -= 1
+                    return
+                slot = slot - 1 if slot else _SLOTS - 1
+
+    # -- the Admission protocol (``meshclient.Admission``) -----------------------------------------
+
+    def admit(self, call: Call) -> None:
+        """Count the call as a request and reject it locally (``ThrottledError``) when the
+        backend refuses much of its work."""
+        if not self.allow():
+            raise ThrottledError(
+                f"service {call.service!r} is rejecting calls locally: too few of the "
+                "recent ones were accepted (adaptive throttling)",
+                request=call.request,
+            )
+
+    def release(self, call: Call) -> None:
+        """Accepted unless the backend refused (429, 503, a failure) or a module below
+        rejected it; a call that never reached the backend, or was cancelled, is forgotten."""
+        if not call.rejected and not call.evidence:
+            self._forget()
+            return
+        self.record(call.outcome == OUTCOME_SUCCESS and call.status not in _NOT_ACCEPTED)
 
     def rejection_probability(self) -> float:
         """The probability the next ``allow`` rejects, as of now."""

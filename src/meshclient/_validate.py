@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["check_integer", "check_number", "check_positive", "check_type"]
+__all__ = ["check_integer", "check_number", "check_positive", "check_transport", "check_type"]
 
 
 def check_number(
@@ -54,3 +54,11 @@ def check_type(owner: str, field: str, value: Any, expected: type | tuple[type, 
             else expected.__name__
         )
         raise TypeError(f"{owner}.{field} must be {names}, got {value!r}")
+
+
+def check_transport(field: str, value: Any, expected: type) -> None:
+    """``None`` or an httpx transport of the client's kind (sync or async)."""
+    if value is not None and not isinstance(value, expected):
+        raise TypeError(
+            f"Client.{field} must be an httpx.{expected.__name__} or None, got {value!r}"
+        )

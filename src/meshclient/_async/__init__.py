@@ -1,0 +1,1 @@
+"""The async request path; ``scripts/unasync.py`` generates ``_sync`` from it."""

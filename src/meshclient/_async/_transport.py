@@ -1,0 +1,235 @@
+"""The async mesh transport: the engine's async driver and its two bottoms.
+
+The driver runs the phases of a call's stack (``_route.Route``) and does only what needs I/O
+or waiting: admission waits, sending, discarding a response before a retry, backoff. Every
+decision is made by the modules and by ``Call``/``Attempt`` (``_call.py``).
+
+This file is the source: ``scripts/unasync.py`` writes the sync twin (``_sync/_transport.py``)
+from it, and CI fails if the two drift apart.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import anyio
+import httpcore
+import httpx
+
+from .._attempts import DISCARD_READ_LIMIT, attempt_extensions, attempt_url
+from .._call import Attempt, Call
+from .._mesh import Mesh, ServicesArg
+from .._modules import settle_async
+from .._names import DEADLINE_HEADER
+from .._policy import Policy
+from .._pool import DEFAULT_LIMITS, PoolFactory
+from .._stack import Stack
+from .._telemetry import Telemetry
+from .._validate import check_transport
+
+__all__ = ["AsyncMeshTransport"]
+
+_HTTP = b"http"
+
+
+class AsyncMeshTransport(httpx.AsyncBaseTransport):
+    """The mesh as an httpx transport, for a client you build yourself.
+
+    Mount it (``mounts={"all://users": transport}``) or pass it as ``transport=``; a
+    per-call ``Policy`` rides in ``request.extensions["meshclient.policy"]``. ``transport=``
+    and ``mounts=`` here are the bottom: where physical attempts go instead of meshclient's
+    own connection pools.
+    """
+
+    def __init__(
+        self,
+        services: ServicesArg = None,
+        *,
+        policy: Policy | None = None,
+        stack: Stack | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        mounts: Mapping[str, httpx.AsyncBaseTransport | None] | None = None,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        proxy: Any = None,
+        telemetry: Telemetry | None = None,
+        deadline_header: str | None = DEADLINE_HEADER,
+    ) -> None:
+        check_transport("transport", transport, httpx.AsyncBaseTransport)
+        for pattern, mounted in (mounts or {}).items():
+            check_transport(f"mounts[{pattern!r}]", mounted, httpx.AsyncBaseTransport)
+        factory = None
+        if transport is None:
+            factory = PoolFactory(
+                asynchronous=True,
+                verify=verify,
+                cert=cert,
+                trust_env=trust_env,
+                http1=http1,
+                http2=http2,
+                limits=limits,
+                proxy=proxy,
+            )
+        self._factory = factory
+        self._mesh = Mesh(
+            services,
+            policy=policy,
+            stack=stack,
+            telemetry=telemetry,
+            deadline_header=deadline_header,
+            factory=factory,
+            transport=transport,
+            mounts=mounts,
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        call = self._mesh.call(request)
+        try:
+            return await self._run(call)
+        except Exception as error:
+            for recover in call.route.recover:
+                response = await settle_async(call, recover, recover(call, error), error)
+                if response is not None:
+                    return response
+            raise
+
+    async def _run(self, call: Call) -> httpx.Response:
+        for on_call, entered, through in call.route.call_start:
+            try:
+                step = on_call(call)
+                if step is not None:
+                    if isinstance(step, httpx.Response):
+                        return call.answered_locally(step, through)
+                    await step.wait_async(call.time_left())
+            except BaseException as exc:
+                call.refused(exc, entered)
+                raise
+        call.admitted()
+        delay: float | None
+        while True:
+            attempt = call.next_attempt()
+            try:
+                await self._send(attempt)
+            except Exception as exc:
+                delay = call.attempt_failed(attempt, exc)
+            except BaseException:
+                call.abandon(attempt)
+                raise
+            else:
+                try:
+                    delay = call.attempt_answered(attempt)
+                    if delay is None:
+                        # Finished when the caller closes the response.
+                        return httpx.Response(
+                            status_code=attempt.status,  # type: ignore[arg-type]
+                            headers=attempt.response_headers,
+                            stream=AsyncResponseStream(attempt),
+                            extensions=attempt.response_extensions,
+                        )
+                    await _discard(attempt.stream)
+                except BaseException:
+                    call.abandon(attempt)
+                    raise
+                attempt.finish()
+            try:
+                await anyio.sleep(delay)
+            except BaseException:
+                call.abandon()
+                raise
+
+    async def _send(self, attempt: Attempt) -> None:
+        """Send the attempt to the bottom: the user's transport, or meshclient's pools."""
+        call = attempt.call
+        request = call.request
+        transport = call.transport
+        if transport is not None:
+            physical = httpx.Request(
+                request.method,
+                attempt_url(attempt),
+                headers=attempt.headers,
+                stream=request.stream,
+                extensions=attempt_extensions(attempt),
+            )
+            attempt.begin(None)
+            response = await transport.handle_async_request(physical)
+            attempt.status = response.status_code
+            attempt.response_headers = response.headers.raw
+            attempt.stream = response.stream
+            attempt.response_extensions = response.extensions
+            return
+        url = request.url
+        endpoint = attempt.endpoint
+        assert endpoint is not None
+        scheme = url.raw_scheme
+        core = httpcore.Request(
+            request.method,
+            httpcore.URL(
+                scheme=scheme, host=endpoint.raw_host, port=endpoint.port, target=url.raw_path
+            ),
+            headers=attempt.headers,
+            content=request.stream,
+            extensions=attempt_extensions(attempt),
+        )
+        shard = attempt.begin(endpoint.pool if scheme == _HTTP else endpoint.tls_pool)
+        response = await shard.pool.handle_async_request(core)
+        attempt.status = response.status
+        attempt.response_headers = response.headers
+        attempt.stream = response.stream
+        attempt.response_extensions = response.extensions
+
+    def snapshot(self) -> dict[str, Any]:
+        """Live state: services → endpoints with load and latency estimate; budgets."""
+        return self._mesh.snapshot()
+
+    async def aclose(self) -> None:
+        self._mesh.close()
+        factory = self._factory
+        if factory is not None:
+            for shard in factory.open_shards():
+                await shard.aclose()
+        for transport in {id(t): t for t in self._mesh.transports()}.values():
+            await transport.aclose()
+
+
+class AsyncResponseStream(httpx.AsyncByteStream):
+    """The delivered body: maps errors to httpx's and finishes the attempt when closed."""
+
+    __slots__ = ("_attempt",)
+
+    def __init__(self, attempt: Attempt) -> None:
+        self._attempt = attempt
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        attempt = self._attempt
+        try:
+            async for part in attempt.stream:
+                yield part
+        except Exception as exc:
+            raise attempt.call.stream_failed(attempt, exc) from exc
+
+    async def aclose(self) -> None:
+        attempt = self._attempt
+        try:
+            await attempt.stream.aclose()
+        finally:
+            attempt.finish()
+
+
+async def _discard(stream: Any) -> None:
+    """Close a response before a retry, reading a small body first to keep the connection."""
+    try:
+        read = 0
+        async for chunk in stream:
+            read += len(chunk)
+            if read > DISCARD_READ_LIMIT:
+                break
+    except Exception:
+        pass
+    finally:
+        await stream.aclose()

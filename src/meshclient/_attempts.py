@@ -1,0 +1,51 @@
+"""What an attempt sends: its URL and its extensions, the same for every bottom.
+
+The caller's request is never changed: an attempt to a mesh service goes to the chosen
+endpoint's address while its ``Host`` header (copied with the rest of the headers) and, for
+``https``, the name its certificate is checked against stay the logical service name.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import httpx
+
+from ._call import Attempt
+from ._deadline import clip_timeouts
+
+__all__ = ["DISCARD_READ_LIMIT", "attempt_extensions", "attempt_url"]
+
+#: A discarded response body up to this size is read so its connection can be reused.
+DISCARD_READ_LIMIT: Final = 64 * 1024
+_HTTP: Final = b"http"
+
+
+def attempt_extensions(attempt: Attempt) -> dict[str, Any]:
+    """The request's extensions, with httpx's timeouts clipped to the attempt's time left and,
+    for ``https`` to a mesh service, the logical name for the certificate check."""
+    call = attempt.call
+    request = call.request
+    extensions = request.extensions
+    deadline = attempt.deadline
+    tls_name = not call.passthrough and request.url.raw_scheme != _HTTP
+    if deadline is None and not tls_name:
+        return extensions
+    extensions = dict(extensions)
+    if deadline is not None:
+        left = deadline - call.clock()
+        extensions["timeout"] = clip_timeouts(extensions.get("timeout", {}), max(left, 0.0))
+    if tls_name:
+        extensions["sni_hostname"] = request.url.host
+    return extensions
+
+
+def attempt_url(attempt: Attempt) -> httpx.URL:
+    """The URL of the physical request: the endpoint's address for a mesh service."""
+    call = attempt.call
+    url = call.request.url
+    if call.passthrough:
+        return url
+    endpoint = attempt.endpoint
+    assert endpoint is not None
+    return url.copy_with(host=endpoint.host, port=endpoint.port)

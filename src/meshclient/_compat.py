@@ -1,0 +1,72 @@
+"""Every private name of httpx and OpenTelemetry that meshclient relies on, in one place.
+
+Each is used because no public equivalent exists:
+
+- ``URLPattern``: httpx's matching of ``mounts=`` keys (``"all://"``, ``"https://*.example"``),
+  so a meshclient client picks the transport for a URL exactly as httpx would.
+- ``get_environment_proxies``: httpx's reading of ``HTTP_PROXY``/``NO_PROXY``, so meshclient's
+  own pools honour ``trust_env`` as ``httpx.HTTPTransport`` does.
+- ``UseClientDefault`` and the argument type aliases of ``httpx._types``: the types of the
+  request methods' keywords, so meshclient's signatures match httpx's exactly.
+- The OpenTelemetry context keys that instrumentations set to suppress nested HTTP spans.
+
+``tests/test_compat.py`` checks that each still exists and behaves as relied on, so an httpx or
+OpenTelemetry release that moves one fails there with a clear message, not deep in a request.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+try:
+    from httpx._client import UseClientDefault
+    from httpx._types import (
+        AuthTypes,
+        CookieTypes,
+        HeaderTypes,
+        QueryParamTypes,
+        RequestContent,
+        RequestData,
+        RequestExtensions,
+        RequestFiles,
+        TimeoutTypes,
+    )
+    from httpx._utils import URLPattern, get_environment_proxies
+except ImportError as exc:  # pragma: no cover - only on an httpx release that moved them
+    raise ImportError(
+        "meshclient needs httpx's URLPattern, get_environment_proxies, UseClientDefault and "
+        f"request argument types (httpx._utils, httpx._client, httpx._types), which this "
+        f"httpx release moved: {exc}. "
+        "Install an httpx version listed in meshclient's dependencies."
+    ) from exc
+
+try:
+    from opentelemetry.context import (
+        _SUPPRESS_HTTP_INSTRUMENTATION_KEY,
+        _SUPPRESS_INSTRUMENTATION_KEY,
+    )
+except ImportError as exc:  # pragma: no cover - only on an API release that moved them
+    raise ImportError(
+        "meshclient needs OpenTelemetry's instrumentation suppression keys "
+        f"(opentelemetry.context), which this opentelemetry-api release moved: {exc}"
+    ) from exc
+
+__all__ = [
+    "SUPPRESS_HTTP_INSTRUMENTATION",
+    "SUPPRESS_INSTRUMENTATION",
+    "AuthTypes",
+    "CookieTypes",
+    "HeaderTypes",
+    "QueryParamTypes",
+    "RequestContent",
+    "RequestData",
+    "RequestExtensions",
+    "RequestFiles",
+    "TimeoutTypes",
+    "URLPattern",
+    "UseClientDefault",
+    "get_environment_proxies",
+]
+
+SUPPRESS_INSTRUMENTATION: Final = _SUPPRESS_INSTRUMENTATION_KEY
+SUPPRESS_HTTP_INSTRUMENTATION: Final = _SUPPRESS_HTTP_INSTRUMENTATION_KEY

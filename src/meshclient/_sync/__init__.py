@@ -1,0 +1,1 @@
+"""The sync request path, generated from ``_async`` by ``scripts/unasync.py``."""

@@ -1,0 +1,227 @@
+"""Generated from ``_async/_transport.py`` by ``scripts/unasync.py``: edit that file instead."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpcore
+import httpx
+
+from .._attempts import DISCARD_READ_LIMIT, attempt_extensions, attempt_url
+from .._call import Attempt, Call
+from .._mesh import Mesh, ServicesArg
+from .._modules import settle_sync
+from .._names import DEADLINE_HEADER
+from .._policy import Policy
+from .._pool import DEFAULT_LIMITS, PoolFactory
+from .._stack import Stack
+from .._telemetry import Telemetry
+from .._validate import check_transport
+
+__all__ = ["MeshTransport"]
+
+_HTTP = b"http"
+
+
+class MeshTransport(httpx.BaseTransport):
+    """The mesh as an httpx transport, for a client you build yourself.
+
+    Mount it (``mounts={"all://users": transport}``) or pass it as ``transport=``; a
+    per-call ``Policy`` rides in ``request.extensions["meshclient.policy"]``. ``transport=``
+    and ``mounts=`` here are the bottom: where physical attempts go instead of meshclient's
+    own connection pools.
+    """
+
+    def __init__(
+        self,
+        services: ServicesArg = None,
+        *,
+        policy: Policy | None = None,
+        stack: Stack | None = None,
+        transport: httpx.BaseTransport | None = None,
+        mounts: Mapping[str, httpx.BaseTransport | None] | None = None,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        proxy: Any = None,
+        telemetry: Telemetry | None = None,
+        deadline_header: str | None = DEADLINE_HEADER,
+    ) -> None:
+        check_transport("transport", transport, httpx.BaseTransport)
+        for pattern, mounted in (mounts or {}).items():
+            check_transport(f"mounts[{pattern!r}]", mounted, httpx.BaseTransport)
+        factory = None
+        if transport is None:
+            factory = PoolFactory(
+                asynchronous=False,
+                verify=verify,
+                cert=cert,
+                trust_env=trust_env,
+                http1=http1,
+                http2=http2,
+                limits=limits,
+                proxy=proxy,
+            )
+        self._factory = factory
+        self._mesh = Mesh(
+            services,
+            policy=policy,
+            stack=stack,
+            telemetry=telemetry,
+            deadline_header=deadline_header,
+            factory=factory,
+            transport=transport,
+            mounts=mounts,
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        call = self._mesh.call(request)
+        try:
+            return self._run(call)
+        except Exception as error:
+            for recover in call.route.recover:
+                response = settle_sync(call, recover, recover(call, error), error)
+                if response is not None:
+                    return response
+            raise
+
+    def _run(self, call: Call) -> httpx.Response:
+        for on_call, entered, through in call.route.call_start:
+            try:
+                step = on_call(call)
+                if step is not None:
+                    if isinstance(step, httpx.Response):
+                        return call.answered_locally(step, through)
+                    step.wait(call.time_left())
+            except BaseException as exc:
+                call.refused(exc, entered)
+                raise
+        call.admitted()
+        delay: float | None
+        while True:
+            attempt = call.next_attempt()
+            try:
+                self._send(attempt)
+            except Exception as exc:
+                delay = call.attempt_failed(attempt, exc)
+            except BaseException:
+                call.abandon(attempt)
+                raise
+            else:
+                try:
+                    delay = call.attempt_answered(attempt)
+                    if delay is None:
+                        # Finished when the caller closes the response.
+                        return httpx.Response(
+                            status_code=attempt.status,  # type: ignore[arg-type]
+                            headers=attempt.response_headers,
+                            stream=ResponseStream(attempt),
+                            extensions=attempt.response_extensions,
+                        )
+                    _discard(attempt.stream)
+                except BaseException:
+                    call.abandon(attempt)
+                    raise
+                attempt.finish()
+            try:
+                time.sleep(delay)
+            except BaseException:
+                call.abandon()
+                raise
+
+    def _send(self, attempt: Attempt) -> None:
+        """Send the attempt to the bottom: the user's transport, or meshclient's pools."""
+        call = attempt.call
+        request = call.request
+        transport = call.transport
+        if transport is not None:
+            physical = httpx.Request(
+                request.method,
+                attempt_url(attempt),
+                headers=attempt.headers,
+                stream=request.stream,
+                extensions=attempt_extensions(attempt),
+            )
+            attempt.begin(None)
+            response = transport.handle_request(physical)
+            attempt.status = response.status_code
+            attempt.response_headers = response.headers.raw
+            attempt.stream = response.stream
+            attempt.response_extensions = response.extensions
+            return
+        url = request.url
+        endpoint = attempt.endpoint
+        assert endpoint is not None
+        scheme = url.raw_scheme
+        core = httpcore.Request(
+            request.method,
+            httpcore.URL(
+                scheme=scheme, host=endpoint.raw_host, port=endpoint.port, target=url.raw_path
+            ),
+            headers=attempt.headers,
+            content=request.stream,
+            extensions=attempt_extensions(attempt),
+        )
+        shard = attempt.begin(endpoint.pool if scheme == _HTTP else endpoint.tls_pool)
+        response = shard.pool.handle_request(core)
+        attempt.status = response.status
+        attempt.response_headers = response.headers
+        attempt.stream = response.stream
+        attempt.response_extensions = response.extensions
+
+    def snapshot(self) -> dict[str, Any]:
+        """Live state: services → endpoints with load and latency estimate; budgets."""
+        return self._mesh.snapshot()
+
+    def close(self) -> None:
+        self._mesh.close()
+        factory = self._factory
+        if factory is not None:
+            for shard in factory.open_shards():
+                shard.close()
+        for transport in {id(t): t for t in self._mesh.transports()}.values():
+            transport.close()
+
+
+class ResponseStream(httpx.SyncByteStream):
+    """The delivered body: maps errors to httpx's and finishes the attempt when closed."""
+
+    __slots__ = ("_attempt",)
+
+    def __init__(self, attempt: Attempt) -> None:
+        self._attempt = attempt
+
+    def __iter__(self) -> Iterator[bytes]:
+        attempt = self._attempt
+        try:
+            for part in attempt.stream:
+                yield part
+        except Exception as exc:
+            raise attempt.call.stream_failed(attempt, exc) from exc
+
+    def close(self) -> None:
+        attempt = self._attempt
+        try:
+            attempt.stream.close()
+        finally:
+            attempt.finish()
+
+
+def _discard(stream: Any) -> None:
+    """Close a response before a retry, reading a small body first to keep the connection."""
+    try:
+        read = 0
+        for chunk in stream:
+            read += len(chunk)
+            if read > DISCARD_READ_LIMIT:
+                break
+    except Exception:
+        pass
+    finally:
+        stream.close()
