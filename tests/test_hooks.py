@@ -13,6 +13,7 @@ from meshclient.hooks import (
     AttemptFinished,
     BreakerTransition,
     BudgetExhausted,
+    DiscoveryUpdated,
     EndpointEjected,
     EndpointReadmitted,
     Event,
@@ -40,7 +41,8 @@ def test_events_arrive_in_decision_order(backend_factory: Callable[..., Backend]
     events: list[Event] = []
     with client_with(backend, events.append) as client:
         assert client.get("http://users/").status_code == 200
-    first, retry, second = events
+    discovered, first, retry, second = events
+    assert discovered == DiscoveryUpdated(service="users", source="static", endpoints=1)
     assert isinstance(first, AttemptFinished)
     assert (first.service, first.method, first.endpoint) == ("users", "GET", backend.address)
     assert (first.attempt, first.status_code, first.error_type) == (1, 503, "503")
@@ -59,8 +61,8 @@ def test_budget_refusal_follows_the_attempt(backend_factory: Callable[..., Backe
     empty = meshclient.RetryBudget(ratio=0.0, min_per_second=0.0)
     with client_with(backend, events.append, retry_budget=empty) as client:
         assert client.get("http://users/").status_code == 503
-    assert [type(e) for e in events] == [AttemptFinished, BudgetExhausted]
-    assert events[1] == BudgetExhausted(service="users", method="GET", attempt=1, reason="503")
+    assert [type(e) for e in events] == [DiscoveryUpdated, AttemptFinished, BudgetExhausted]
+    assert events[2] == BudgetExhausted(service="users", method="GET", attempt=1, reason="503")
 
 
 def test_a_raising_hook_is_logged_once_and_disabled(
@@ -77,8 +79,8 @@ def test_a_raising_hook_is_logged_once_and_disabled(
     with client_with(backend, broken, seen.append) as client:
         for _ in range(3):
             assert client.get("http://users/").status_code == 200
-    assert len(calls) == 1
-    assert len(seen) == 3  # the other hook keeps running
+    assert len(calls) == 1  # the first event: the service's endpoints were discovered
+    assert len(seen) == 4  # the other hook keeps running
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
     assert "disabled" in errors[0].getMessage()

@@ -12,7 +12,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
 import httpx
@@ -28,7 +28,7 @@ from ._service import Service, as_service
 from ._stack import Stack
 from ._telemetry import MeshTelemetry, Telemetry
 from ._validate import check_type
-from .discovery import Discovery
+from .discovery import Discovery, DiscoveryUpdates
 
 __all__ = ["PASSTHROUGH_ROUTES", "Mesh", "check_service_name"]
 
@@ -66,8 +66,8 @@ class _Passthrough(Discovery):
     def __init__(self, address: _Address) -> None:
         self.address = address
 
-    def start(self, on_update: Callable[[Any], None]) -> None:
-        on_update((self.address,))
+    def start(self, updates: DiscoveryUpdates) -> None:
+        updates((self.address,))  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Nothing to stop."""
@@ -157,7 +157,7 @@ class Mesh:
             self.routes[key] = self._route(key, as_service(name, value), passthrough=False)
         try:
             for route in self.routes.values():
-                route.service.subscribe(route.update)
+                route.service.subscribe(route)
         except BaseException:
             self.close()
             raise
@@ -224,7 +224,7 @@ class Mesh:
                     Service(_Passthrough(_Address(host, port)), outlier=None),
                     passthrough=True,
                 )
-                route.service.subscribe(route.update)
+                route.service.subscribe(route)
                 table[key] = route
                 if len(table) > PASSTHROUGH_ROUTES:
                     _, evicted = table.popitem(last=False)
@@ -263,7 +263,7 @@ class Mesh:
 
 
 def _let_go(route: Route) -> None:
-    route.service.unsubscribe(route.update)
+    route.service.unsubscribe(route)
     route.close()
 
 

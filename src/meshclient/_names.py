@@ -45,6 +45,8 @@ RETRY_DELAY: Final = "meshclient.retry.delay"
 ATTEMPT: Final = "meshclient.attempt"
 #: Why an endpoint was ejected or a breaker changed state.
 REASON: Final = "meshclient.reason"
+#: Where a service's endpoints come from (``Discovery.describe()``).
+DISCOVERY_SOURCE: Final = "meshclient.discovery.source"
 #: Breaker states before and after a transition.
 BREAKER_FROM: Final = "meshclient.breaker.from"
 BREAKER_TO: Final = "meshclient.breaker.to"
@@ -81,6 +83,12 @@ METRIC_ENDPOINTS_AVAILABLE: Final = "meshclient.endpoints.available"
 METRIC_EJECTIONS: Final = "meshclient.endpoint.ejections"
 #: Counter of circuit breaker state transitions.
 METRIC_BREAKER_TRANSITIONS: Final = "meshclient.breaker.transitions"
+#: Counter of endpoint sets a service's discovery delivered that changed the set.
+METRIC_DISCOVERY_UPDATES: Final = "meshclient.discovery.updates"
+#: Counter of failed reads of a service's registry (the last good set stayed in use).
+METRIC_DISCOVERY_ERRORS: Final = "meshclient.discovery.errors"
+#: Counter of registry entries left out because they were unusable.
+METRIC_DISCOVERY_INVALID: Final = "meshclient.discovery.invalid"
 
 #: Advisory bucket boundaries of the duration histograms (semantic conventions), seconds.
 DURATION_BUCKETS: Final = (

@@ -167,6 +167,16 @@ class Route:
             for key, state in old.items():
                 if key not in states:
                     self._retire_pools(state)
+        self.telemetry.discovery_updated(self.service.discovery.describe(), len(current))
+
+    def discovery_error(self, error: BaseException) -> None:
+        """The service's registry failed; the current set stays."""
+        self.telemetry.discovery_failed(
+            self.service.discovery.describe(), error, len(self.endpoints)
+        )
+
+    def discovery_invalid(self, entry: object, reason: str) -> None:
+        self.telemetry.discovery_invalid(self.service.discovery.describe(), entry, reason)
 
     def set_available(self, endpoints: tuple[EndpointState, ...]) -> None:
         # ``available`` first, then ``version``: a reader that sees the new version also sees
@@ -217,7 +227,10 @@ class Route:
                 if extra:
                     entry.update(extra)
             endpoints.append(entry)
-        described: dict[str, Any] = {"endpoints": endpoints}
+        described: dict[str, Any] = {
+            "discovery": self.service.discovery_health(),
+            "endpoints": endpoints,
+        }
         for layer in self.layers:
             extra = layer.describe()
             if extra:

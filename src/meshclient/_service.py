@@ -9,8 +9,11 @@ client to close stops it.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from ._balance import Balancer, PeakEwma
 from ._health import OutlierDetection
@@ -22,7 +25,17 @@ from .discovery import Discovery, Endpoint, StaticDiscovery
 
 __all__ = ["Service", "as_service"]
 
-_Listener = Callable[[tuple[Endpoint, ...]], None]
+logger = logging.getLogger("meshclient")
+
+
+class Subscriber(Protocol):
+    """A client's view of a service (its route): told of every set and every failure."""
+
+    def update(self, endpoints: tuple[Endpoint, ...]) -> None: ...
+
+    def discovery_error(self, error: BaseException) -> None: ...
+
+    def discovery_invalid(self, entry: object, reason: str) -> None: ...
 
 
 def _check_admission(field: str, value: object) -> None:
@@ -95,8 +108,10 @@ class Service:
         self.stack = stack
         # Discovery fan-out: started by the first subscriber, stopped with the last.
         self._lock = threading.RLock()
-        self._listeners: list[_Listener] = []
+        self._subscribers: list[Subscriber] = []
         self._latest: tuple[Endpoint, ...] | None = None
+        self._feed: _Feed | None = None
+        self._health = _DiscoveryHealth(discovery.describe())
 
     def __repr__(self) -> str:
         return (
@@ -108,41 +123,139 @@ class Service:
 
     # -- discovery, shared by every client ---------------------------------------------------
 
-    def subscribe(self, listener: _Listener) -> None:
-        """Deliver every endpoint set to ``listener``; the first subscriber starts discovery."""
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Deliver every endpoint set to ``subscriber``; the first subscriber starts discovery."""
         with self._lock:
-            self._listeners.append(listener)
-            if len(self._listeners) == 1:
+            self._subscribers.append(subscriber)
+            if len(self._subscribers) == 1:
                 self._latest = None
+                self._feed = feed = _Feed(self)
                 try:
-                    self.discovery.start(self._publish)
+                    self.discovery.start(feed)
                 except BaseException:
-                    self._listeners.remove(listener)
+                    self._subscribers.remove(subscriber)
+                    feed.closed = True
                     raise
             elif self._latest is not None:
-                listener(self._latest)
+                subscriber.update(self._latest)
 
-    def unsubscribe(self, listener: _Listener) -> None:
-        """Stop delivering to ``listener``; the last one out stops discovery."""
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Stop delivering to ``subscriber``; the last one out stops discovery."""
         with self._lock:
-            if listener not in self._listeners:
+            if subscriber not in self._subscribers:
                 return
-            self._listeners.remove(listener)
-            if not self._listeners:
+            self._subscribers.remove(subscriber)
+            if not self._subscribers:
                 self._latest = None
+                if self._feed is not None:
+                    self._feed.closed = True  # a late report of the stopped run is ignored
                 self.discovery.close()
 
     @property
     def subscribers(self) -> int:
         """Clients using this service now."""
-        return len(self._listeners)
+        return len(self._subscribers)
 
-    def _publish(self, endpoints: tuple[Endpoint, ...]) -> None:
+    @property
+    def ready(self) -> bool:
+        """Whether discovery has produced a first endpoint set."""
+        return self._latest is not None
+
+    def discovery_health(self) -> dict[str, Any]:
+        """Source, last update, last error and counts: for ``client.snapshot()``."""
+        with self._lock:
+            return self._health.snapshot(self._latest)
+
+    def _publish(self, feed: _Feed, endpoints: Iterable[Endpoint]) -> None:
+        current = tuple(endpoints)
         # Fanned out under the lock, so a client subscribing meanwhile gets the newest set last.
         with self._lock:
-            self._latest = endpoints
-            for listener in self._listeners:
-                listener(endpoints)
+            if feed.closed:
+                return
+            self._health.updated()
+            if current == self._latest:
+                return
+            self._latest = current
+            for subscriber in self._subscribers:
+                subscriber.update(current)
+
+    def _fail(self, feed: _Feed, error: BaseException) -> None:
+        with self._lock:
+            if feed.closed:
+                return
+            self._health.failed(error)
+            logger.warning(
+                "meshclient: discovery %s failed (%r); keeping the last good set of %s",
+                self._health.source,
+                error,
+                "no endpoints" if self._latest is None else f"{len(self._latest)} endpoint(s)",
+            )
+            for subscriber in self._subscribers:
+                subscriber.discovery_error(error)
+
+    def _reject(self, feed: _Feed, entry: object, reason: str) -> None:
+        with self._lock:
+            if feed.closed:
+                return
+            self._health.invalid += 1
+            source = self._health.source
+            logger.error("meshclient: discovery %s: entry %r left out: %s", source, entry, reason)
+            for subscriber in self._subscribers:
+                subscriber.discovery_invalid(entry, reason)
+
+
+class _Feed:
+    """The ``DiscoveryUpdates`` handed to one run of a discovery (``start`` to ``close``)."""
+
+    __slots__ = ("_service", "closed")
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+        self.closed = False
+
+    def __call__(self, endpoints: Iterable[Endpoint]) -> None:
+        self._service._publish(self, endpoints)
+
+    def error(self, error: BaseException) -> None:
+        self._service._fail(self, error)
+
+    def invalid(self, entry: object, reason: str) -> None:
+        self._service._reject(self, entry, reason)
+
+
+class _DiscoveryHealth:
+    """What ``client.snapshot()`` says about a service's discovery. Lock held by the caller."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.updates = 0
+        self.errors = 0
+        self.invalid = 0
+        self.last_update: float | None = None
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+
+    def updated(self) -> None:
+        self.updates += 1
+        self.last_update = time.time()
+
+    def failed(self, error: BaseException) -> None:
+        self.errors += 1
+        self.last_error = f"{type(error).__name__}: {error}"
+        self.last_error_at = time.time()
+
+    def snapshot(self, latest: tuple[Endpoint, ...] | None) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "ready": latest is not None,
+            "endpoints": 0 if latest is None else len(latest),
+            "updates": self.updates,
+            "last_update": self.last_update,
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+            "invalid_entries": self.invalid,
+        }
 
 
 def as_service(name: object, value: object) -> Service:

@@ -45,6 +45,9 @@ from .hooks import (
     AttemptFinished,
     BreakerTransition,
     BudgetExhausted,
+    DiscoveryEntryRejected,
+    DiscoveryFailed,
+    DiscoveryUpdated,
     EndpointEjected,
     EndpointReadmitted,
     Event,
@@ -145,6 +148,21 @@ class _Instruments:
         )
         self.ejections = meter.create_counter(
             n.METRIC_EJECTIONS, unit="{ejection}", description="Endpoints ejected."
+        )
+        self.discovery_updates = meter.create_counter(
+            n.METRIC_DISCOVERY_UPDATES,
+            unit="{update}",
+            description="Endpoint sets delivered by a service's discovery that changed the set.",
+        )
+        self.discovery_errors = meter.create_counter(
+            n.METRIC_DISCOVERY_ERRORS,
+            unit="{error}",
+            description="Failed reads of a service's registry (the last good set stays).",
+        )
+        self.discovery_invalid = meter.create_counter(
+            n.METRIC_DISCOVERY_INVALID,
+            unit="{entry}",
+            description="Registry entries left out because they were unusable.",
         )
         self.breaker_transitions = meter.create_counter(
             n.METRIC_BREAKER_TRANSITIONS,
@@ -656,3 +674,25 @@ class RouteTelemetry:
         )
         if self.hooks.active:
             self.hooks.emit(BreakerTransition(self.service, from_state, to_state, reason))
+
+    # -- discovery (reported by the route when its service's registry speaks) -----------------
+
+    def discovery_updated(self, source: str, endpoints: int) -> None:
+        self.instruments.discovery_updates.add(1, self._discovery_attrs(source))
+        if self.hooks.active:
+            self.hooks.emit(DiscoveryUpdated(self.service, source, endpoints))
+
+    def discovery_failed(self, source: str, error: BaseException, endpoints: int) -> None:
+        self.instruments.discovery_errors.add(1, self._discovery_attrs(source))
+        if self.hooks.active:
+            self.hooks.emit(
+                DiscoveryFailed(self.service, source, f"{type(error).__name__}: {error}", endpoints)
+            )
+
+    def discovery_invalid(self, source: str, entry: object, reason: str) -> None:
+        self.instruments.discovery_invalid.add(1, self._discovery_attrs(source))
+        if self.hooks.active:
+            self.hooks.emit(DiscoveryEntryRejected(self.service, source, repr(entry), reason))
+
+    def _discovery_attrs(self, source: str) -> dict[str, Any]:
+        return {n.SERVICE: self.service, n.DISCOVERY_SOURCE: source}

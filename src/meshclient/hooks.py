@@ -13,6 +13,9 @@ Events (all frozen, compared by value):
 - ``EndpointEjected`` / ``EndpointReadmitted``: outlier detection took an endpoint out
   of, or put it back into, the balancer's set.
 - ``BreakerTransition``: a service's circuit breaker changed state.
+- ``DiscoveryUpdated`` / ``DiscoveryFailed`` / ``DiscoveryEntryRejected``: a service's
+  registry delivered a changed endpoint set, could not be read (the last good set stays), or
+  had an unusable entry that was left out.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ __all__ = [
     "AttemptFinished",
     "BreakerTransition",
     "BudgetExhausted",
+    "DiscoveryEntryRejected",
+    "DiscoveryFailed",
+    "DiscoveryUpdated",
     "EndpointEjected",
     "EndpointReadmitted",
     "Event",
@@ -109,6 +115,35 @@ class BreakerTransition:
     reason: str = ""
 
 
+@attrs.frozen
+class DiscoveryUpdated:
+    """``service``'s registry (``source``) delivered a new set of ``endpoints`` endpoints."""
+
+    service: str
+    source: str
+    endpoints: int
+
+
+@attrs.frozen
+class DiscoveryFailed:
+    """``service``'s registry could not be read; ``endpoints`` (the last good set) stay."""
+
+    service: str
+    source: str
+    error: str
+    endpoints: int
+
+
+@attrs.frozen
+class DiscoveryEntryRejected:
+    """An unusable registry ``entry`` of ``service`` was left out, for ``reason``."""
+
+    service: str
+    source: str
+    entry: str
+    reason: str
+
+
 Event: TypeAlias = (
     AttemptFinished
     | RetryScheduled
@@ -116,6 +151,9 @@ Event: TypeAlias = (
     | EndpointEjected
     | EndpointReadmitted
     | BreakerTransition
+    | DiscoveryUpdated
+    | DiscoveryFailed
+    | DiscoveryEntryRejected
 )
 
 
@@ -128,9 +166,10 @@ class Hook(Protocol):
 class LoggingHook:
     """Logs events to ``logger`` (default ``logging.getLogger("meshclient")``).
 
-    Finished attempts go at DEBUG, retries and readmissions at INFO, and what signals
-    trouble (an empty budget, an ejection, a breaker transition) at WARNING. The message
-    is formatted only if the logger is enabled for the level.
+    Finished attempts and discovery updates go at DEBUG, retries and readmissions at INFO,
+    and what signals trouble (an empty budget, an ejection, a breaker transition, a registry
+    that failed or had a bad entry) at WARNING. The message is formatted only if the logger is
+    enabled for the level.
     """
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
@@ -196,6 +235,32 @@ class LoggingHook:
                     "service %s: endpoint %s readmitted",
                     event.service,
                     event.endpoint,
+                )
+            case DiscoveryUpdated():
+                log(
+                    logging.DEBUG,
+                    "service %s: %d endpoint(s) from %s",
+                    event.service,
+                    event.endpoints,
+                    event.source,
+                )
+            case DiscoveryFailed():
+                log(
+                    logging.WARNING,
+                    "service %s: discovery %s failed (%s); keeping %d endpoint(s)",
+                    event.service,
+                    event.source,
+                    event.error,
+                    event.endpoints,
+                )
+            case DiscoveryEntryRejected():
+                log(
+                    logging.WARNING,
+                    "service %s: discovery %s entry %s left out: %s",
+                    event.service,
+                    event.source,
+                    event.entry,
+                    event.reason,
                 )
             case BreakerTransition():
                 log(

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
-from ._base import Discovery, Endpoint, parse_endpoints
+from ._base import Discovery, DiscoveryUpdates, Endpoint, parse_endpoints
 
 __all__ = ["StaticDiscovery"]
 
@@ -15,11 +15,14 @@ class StaticDiscovery(Discovery):
         if not self.endpoints:
             raise ValueError("StaticDiscovery.endpoints must name at least one endpoint, got []")
 
-    def start(self, on_update: Callable[[tuple[Endpoint, ...]], None]) -> None:
-        on_update(self.endpoints)
+    def start(self, updates: DiscoveryUpdates) -> None:
+        updates(self.endpoints)
 
     def close(self) -> None:
         """Nothing to stop: the list never changes."""
+
+    def describe(self) -> str:
+        return "static"
 
     def __repr__(self) -> str:
         return f"StaticDiscovery({[e.address for e in self.endpoints]!r})"
