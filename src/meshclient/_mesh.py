@@ -12,7 +12,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple
 
 import httpx
@@ -113,6 +113,8 @@ class Mesh:
         factory: PoolFactory | None,
         transport: Any,
         mounts: Mapping[str, Any] | None,
+        clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         if policy is not None:
             check_type("Client", "policy", policy, Policy)
@@ -141,8 +143,14 @@ class Mesh:
         self.mounts = sorted(
             (URLPattern(pattern), value) for pattern, value in (mounts or {}).items()
         )
-        self.clock = time.monotonic
-        self.rng = random.Random()
+        if clock is not None and not callable(clock):
+            raise TypeError(f"Client.clock must be a callable returning seconds, got {clock!r}")
+        if rng is not None:
+            check_type("Client", "rng", rng, random.Random)
+        self.clock: Callable[[], float] = time.monotonic if clock is None else clock
+        #: Waits for backoff on a fake clock (``meshclient.testing.FakeClock``) move it instead.
+        self.sleep: Callable[[float], None] | None = getattr(clock, "sleep", None)
+        self.rng = random.Random() if rng is None else rng
         self.routes: dict[str, Route] = {}
         self.passthrough: OrderedDict[tuple[str, int], Route] = OrderedDict()
         self._lock = threading.Lock()

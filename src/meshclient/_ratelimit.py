@@ -20,6 +20,9 @@ from ._validate import check_integer, check_number
 
 __all__ = ["RateLimitedError", "RateLimiter"]
 
+#: Absorbs float rounding in the refill (0.1 s at 10/s must give a whole permit).
+_EPSILON = 1e-9
+
 
 class RateLimitedError(MeshError):
     """The service's rate limiter had no permit within the time the call could wait.
@@ -111,7 +114,7 @@ class RateLimiter:
         """A permit now (``None``), a ``Sleep`` until the reserved one is due, or the error."""
         with self._lock:
             tokens = self._refill(self._clock())
-            if tokens >= 1.0:
+            if tokens >= 1.0 - _EPSILON:
                 self._tokens = tokens - 1.0
                 return None
             wait = (1.0 - tokens) / self.rate

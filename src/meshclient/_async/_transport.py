@@ -10,8 +10,9 @@ from it, and CI fails if the two drift apart.
 
 from __future__ import annotations
 
+import random
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -40,7 +41,9 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
     Mount it (``mounts={"all://users": transport}``) or pass it as ``transport=``; a
     per-call ``Policy`` rides in ``request.extensions["meshclient.policy"]``. ``transport=``
     and ``mounts=`` here are the bottom: where physical attempts go instead of meshclient's
-    own connection pools.
+    own connection pools. ``clock`` and ``rng`` are for tests: a ``meshclient.testing.FakeClock``
+    makes deadlines and backoff run on virtual time, a seeded ``random.Random`` makes picks
+    and jitter repeatable.
     """
 
     def __init__(
@@ -60,6 +63,8 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         proxy: Any = None,
         telemetry: Telemetry | None = None,
         deadline_header: str | None = DEADLINE_HEADER,
+        clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         check_transport("transport", transport, httpx.AsyncBaseTransport)
         for pattern, mounted in (mounts or {}).items():
@@ -86,6 +91,8 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             factory=factory,
             transport=transport,
             mounts=mounts,
+            clock=clock,
+            rng=rng,
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -138,7 +145,11 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
                     raise
                 attempt.finish()
             try:
-                await anyio.sleep(delay)
+                sleep = self._mesh.sleep
+                if sleep is None:
+                    await anyio.sleep(delay)
+                else:
+                    sleep(delay)
             except BaseException:
                 call.abandon()
                 raise

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import ssl
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpcore
@@ -32,7 +33,9 @@ class MeshTransport(httpx.BaseTransport):
     Mount it (``mounts={"all://users": transport}``) or pass it as ``transport=``; a
     per-call ``Policy`` rides in ``request.extensions["meshclient.policy"]``. ``transport=``
     and ``mounts=`` here are the bottom: where physical attempts go instead of meshclient's
-    own connection pools.
+    own connection pools. ``clock`` and ``rng`` are for tests: a ``meshclient.testing.FakeClock``
+    makes deadlines and backoff run on virtual time, a seeded ``random.Random`` makes picks
+    and jitter repeatable.
     """
 
     def __init__(
@@ -52,6 +55,8 @@ class MeshTransport(httpx.BaseTransport):
         proxy: Any = None,
         telemetry: Telemetry | None = None,
         deadline_header: str | None = DEADLINE_HEADER,
+        clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         check_transport("transport", transport, httpx.BaseTransport)
         for pattern, mounted in (mounts or {}).items():
@@ -78,6 +83,8 @@ class MeshTransport(httpx.BaseTransport):
             factory=factory,
             transport=transport,
             mounts=mounts,
+            clock=clock,
+            rng=rng,
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -130,7 +137,11 @@ class MeshTransport(httpx.BaseTransport):
                     raise
                 attempt.finish()
             try:
-                time.sleep(delay)
+                sleep = self._mesh.sleep
+                if sleep is None:
+                    time.sleep(delay)
+                else:
+                    sleep(delay)
             except BaseException:
                 call.abandon()
                 raise

@@ -1,0 +1,421 @@
+"""The engine and the default stack without sockets: a MockTransport bottom and virtual time.
+
+Every phase of every module runs in the order the stack promises, ends run exactly once for
+what started, and nothing the stack takes (bulkhead slots, breaker permits, budget, outstanding
+requests) is kept after a call ends, whatever the outcome: these are the engine's contract.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+import meshclient
+from meshclient.stack import Attempt, AttemptModule, Call, CallModule
+from meshclient.testing import FakeClock
+
+ENDPOINTS = ("127.0.0.1:8001", "127.0.0.1:8002")
+FAST_RETRY = meshclient.Retry(attempts=3, backoff=0.01, max_backoff=0.02)
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def ok(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, text="ok")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(100.0)
+
+
+def client(
+    handler: Handler,
+    clock: FakeClock,
+    *,
+    stack: meshclient.Stack | None = None,
+    policy: meshclient.Policy | None = None,
+    services: dict[str, Any] | None = None,
+    **service: Any,
+) -> httpx.Client:
+    """A plain httpx client over the mesh, whose bottom is ``handler``: no sockets at all."""
+    if services is None:
+        services = {"users": meshclient.Service(list(ENDPOINTS), **service)}
+    transport = meshclient.MeshTransport(
+        services,
+        policy=policy if policy is not None else meshclient.Policy(retry=FAST_RETRY),
+        stack=stack,
+        transport=httpx.MockTransport(handler),
+        clock=clock,
+        rng=random.Random(7),
+    )
+    return httpx.Client(transport=transport)
+
+
+class Log(list[str]):
+    """What recording modules saw, in order."""
+
+
+class RecordCall(CallModule):
+    def __init__(self, role: str, log: Log, *, step: Any = None) -> None:
+        self.role = role
+        self.log = log
+        self.step = step
+
+    def on_call(self, call: Call) -> Any:
+        self.log.append(f"{self.role}.on_call")
+        return self.step
+
+    def retry(self, call: Call, attempt: Attempt) -> float | None:
+        self.log.append(f"{self.role}.retry")
+        return None
+
+    def on_call_end(self, call: Call) -> None:
+        self.log.append(f"{self.role}.on_call_end:{call.outcome}")
+
+
+class RecordAttempt(AttemptModule):
+    def __init__(self, role: str, log: Log) -> None:
+        self.role = role
+        self.log = log
+
+    def on_attempt(self, attempt: Attempt) -> None:
+        self.log.append(f"{self.role}.on_attempt:{attempt.number}")
+
+    def on_outcome(self, attempt: Attempt) -> None:
+        self.log.append(f"{self.role}.on_outcome:{attempt.status}")
+
+    def on_attempt_end(self, attempt: Attempt) -> None:
+        self.log.append(f"{self.role}.on_attempt_end:{attempt.number}")
+
+
+def recording_stack(log: Log) -> meshclient.Stack:
+    """The default stack with recorders above and below its call and attempt modules."""
+    return (
+        meshclient.DEFAULT_STACK.insert_before("fallback", RecordCall("c1", log))
+        .insert_after("retry", RecordCall("c2", log))
+        .insert_before("attempt_telemetry", RecordAttempt("a1", log))
+        .insert_after("attempt_timeout", RecordAttempt("a2", log))
+    )
+
+
+# -- phase order -----------------------------------------------------------------------------
+
+
+def test_phases_run_outer_to_inner_going_in_and_inner_to_outer_coming_back(clock) -> None:
+    log = Log()
+    answers = iter([503, 200])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(next(answers))
+
+    with client(handler, clock, stack=recording_stack(log)) as http:
+        assert http.get("http://users/").status_code == 200
+    assert log == [
+        "c1.on_call",
+        "c2.on_call",
+        "a1.on_attempt:1",
+        "a2.on_attempt:1",
+        "a2.on_outcome:503",
+        "a1.on_outcome:503",
+        "c2.retry",  # innermost first: c2 is asked, then the retry module, which retries
+        "a2.on_attempt_end:1",
+        "a1.on_attempt_end:1",
+        "a1.on_attempt:2",
+        "a2.on_attempt:2",
+        "a2.on_outcome:200",
+        "a1.on_outcome:200",
+        "c2.retry",
+        "c1.retry",
+        "a2.on_attempt_end:2",
+        "a1.on_attempt_end:2",
+        "c2.on_call_end:success",
+        "c1.on_call_end:success",
+    ]
+
+
+def test_the_first_retry_phase_that_answers_decides(clock) -> None:
+    """c2 sits below the retry module: it is asked first, and once it answers nobody else is."""
+
+    class RetryOnce(CallModule):
+        role = "retry_once"
+
+        def retry(self, call: Call, attempt: Attempt) -> float | None:
+            return 0.5 if attempt.number == 1 else None
+
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.netloc.decode())
+        return httpx.Response(200)
+
+    stack = meshclient.DEFAULT_STACK.insert_after("retry", RetryOnce())
+    start = clock()
+    with client(handler, clock, stack=stack) as http:
+        assert http.get("http://users/").status_code == 200
+    assert len(sent) == 2
+    assert sent[0] != sent[1]  # the second attempt avoided the first endpoint
+    assert clock() - start == pytest.approx(0.5)  # the wait ran on virtual time
+
+
+def test_a_refusing_module_ends_only_the_modules_above_it(clock) -> None:
+    log = Log()
+
+    class Refuse(CallModule):
+        role = "refuse"
+
+        def on_call(self, call: Call) -> None:
+            raise meshclient.MeshError("no", request=call.request)
+
+        def on_call_end(self, call: Call) -> None:
+            log.append("refuse.on_call_end")
+
+    stack = recording_stack(log).insert_after("deadline", Refuse())
+    with client(ok, clock, stack=stack) as http, pytest.raises(meshclient.MeshError, match="no"):
+        http.get("http://users/")
+    assert log == ["c1.on_call", "c1.on_call_end:error"]
+
+
+def test_a_wait_is_waited_with_the_time_the_deadline_leaves(clock) -> None:
+    waited: list[float | None] = []
+
+    class Queue:
+        def wait(self, timeout: float | None) -> None:
+            waited.append(timeout)
+            clock.advance(0.25)
+
+        async def wait_async(self, timeout: float | None) -> None:
+            raise AssertionError("a sync client waits synchronously")
+
+    class Queued(CallModule):
+        role = "queued"
+
+        def on_call(self, call: Call) -> Queue:
+            return Queue()
+
+    stack = meshclient.DEFAULT_STACK.insert_after("bulkhead", Queued())
+    policy = meshclient.Policy(timeout=2.0)
+    with client(ok, clock, stack=stack, policy=policy) as http:
+        assert http.get("http://users/").status_code == 200
+    assert waited == [pytest.approx(2.0)]
+
+
+def test_a_module_can_answer_without_sending(clock) -> None:
+    log = Log()
+    cached = httpx.Response(200, text="cached")
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    stack = recording_stack(log).insert_after("deadline", RecordCall("cache", log, step=cached))
+    with client(handler, clock, stack=stack) as http:
+        assert http.get("http://users/").text == "cached"
+    assert sent == []
+    assert log == [
+        "c1.on_call",
+        "cache.on_call",
+        "cache.on_call_end:success",
+        "c1.on_call_end:success",
+    ]
+
+
+def test_a_recover_phase_answers_for_a_failed_call(clock) -> None:
+    class Stale(CallModule):
+        role = "stale"
+
+        def recover(self, call: Call, error: Exception) -> httpx.Response:
+            return httpx.Response(200, text=f"stale: {type(error).__name__}")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    stack = meshclient.DEFAULT_STACK.insert_before("fallback", Stale())
+    with client(handler, clock, stack=stack) as http:
+        assert http.get("http://users/").text == "stale: ConnectError"
+
+
+def test_a_failing_attempt_module_fails_the_call_and_ends_what_ran(clock) -> None:
+    log = Log()
+
+    class Broken(AttemptModule):
+        role = "broken"
+
+        def on_attempt(self, attempt: Attempt) -> None:
+            raise RuntimeError("cannot sign")
+
+    stack = recording_stack(log).insert_after("balancer", Broken())
+    with client(ok, clock, stack=stack) as http, pytest.raises(RuntimeError, match="sign"):
+        http.get("http://users/")
+    assert log == [
+        "c1.on_call",
+        "c2.on_call",
+        "a1.on_attempt:1",
+        "a1.on_attempt_end:1",
+        "c2.on_call_end:error",
+        "c1.on_call_end:error",
+    ]
+
+
+def test_an_end_phase_that_raises_is_logged_and_the_others_still_run(clock, caplog) -> None:
+    log = Log()
+
+    class Raises(CallModule):
+        role = "raises"
+
+        def on_call_end(self, call: Call) -> None:
+            raise RuntimeError("bug in a module")
+
+    stack = recording_stack(log).insert_after("c1", Raises())
+    with client(ok, clock, stack=stack) as http:
+        assert http.get("http://users/").status_code == 200
+    assert log[-1] == "c1.on_call_end:success"
+    assert "bug in a module" in caplog.text
+
+
+def test_a_caller_that_goes_away_ends_the_call_as_cancelled(clock) -> None:
+    log = Log()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise KeyboardInterrupt
+
+    with (
+        client(handler, clock, stack=recording_stack(log)) as http,
+        pytest.raises(KeyboardInterrupt),
+    ):
+        http.get("http://users/")
+    assert log[-2:] == ["c2.on_call_end:cancelled", "c1.on_call_end:cancelled"]
+    assert "a1.on_attempt_end:1" in log
+
+
+# -- built per service -----------------------------------------------------------------------
+
+
+def test_a_module_is_built_once_per_service_and_may_leave_a_service_out(clock) -> None:
+    built: list[str] = []
+    seen: list[str] = []
+
+    class PerService(CallModule):
+        role = "per_service"
+
+        def build(self, service: Any) -> CallModule | None:
+            built.append(service.name)
+            return None if service.name == "orders" else Counting(service.name)
+
+    class Counting(CallModule):
+        role = "per_service"
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def on_call(self, call: Call) -> None:
+            seen.append(self.name)
+
+    services = {"users": list(ENDPOINTS), "orders": list(ENDPOINTS)}
+    stack = meshclient.DEFAULT_STACK.insert_after("retry", PerService())
+    with client(ok, clock, stack=stack, services=services) as http:
+        http.get("http://users/")
+        http.get("http://orders/")
+        http.get("http://users/")
+    assert sorted(built) == ["orders", "users"]
+    assert seen == ["users", "users"]
+
+
+def test_a_service_may_have_its_own_stack(clock) -> None:
+    log = Log()
+    services = {
+        "users": meshclient.Service(list(ENDPOINTS), stack=recording_stack(log)),
+        "orders": list(ENDPOINTS),
+    }
+    with client(ok, clock, services=services) as http:
+        http.get("http://orders/")
+        assert log == []
+        http.get("http://users/")
+        assert log[0] == "c1.on_call"
+
+
+def test_without_a_balancer_nothing_chooses_an_endpoint(clock) -> None:
+    stack = meshclient.DEFAULT_STACK.remove("balancer")
+    with client(ok, clock, stack=stack) as http, pytest.raises(meshclient.MeshError) as info:
+        http.get("http://users/")
+    assert "chose an endpoint" in str(info.value)
+
+
+# -- virtual time: deadlines and backoff ---------------------------------------------------
+
+
+def test_a_timeout_past_the_deadline_is_deadline_exceeded(clock) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        clock.advance(1.5)
+        raise httpx.ReadTimeout("slow", request=request)
+
+    policy = meshclient.Policy(timeout=1.0, retry=FAST_RETRY)
+    with (
+        client(handler, clock, policy=policy) as http,
+        pytest.raises(meshclient.DeadlineExceeded) as info,
+    ):
+        http.get("http://users/")
+    assert info.value.attempts == 1
+    assert info.value.elapsed == pytest.approx(1.5)
+    assert isinstance(info.value.__cause__, httpx.ReadTimeout)
+
+
+def test_no_attempt_starts_once_the_deadline_passed(clock) -> None:
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        clock.advance(0.6)
+        return httpx.Response(503)
+
+    retry = meshclient.Retry(attempts=5, backoff=0.0, max_backoff=0.0)
+    policy = meshclient.Policy(timeout=1.0, retry=retry)
+    with client(handler, clock, policy=policy) as http:
+        # 0.6 s, then 1.2 s: the deadline passed during the second attempt, so no third.
+        assert http.get("http://users/").status_code == 503
+    assert len(sent) == 2
+
+
+def test_the_attempt_deadline_is_sent_as_the_time_left(clock) -> None:
+    headers: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers.append(request.headers["x-meshclient-timeout-ms"])
+        return httpx.Response(200)
+
+    policy = meshclient.Policy(timeout=meshclient.Timeout(total=0.3, attempt=2.0))
+    with client(handler, clock, policy=policy) as http:
+        http.get("http://users/")
+        clock.advance(10)
+        http.get(
+            "http://users/",
+            extensions={
+                "meshclient.policy": meshclient.Policy(
+                    timeout=meshclient.Timeout(total=5.0, attempt=0.2)
+                )
+            },
+        )
+    # Whole milliseconds, rounded down: the callee is never promised more than is left.
+    assert 299 <= int(headers[0]) <= 300
+    assert 199 <= int(headers[1]) <= 200
+
+
+def test_no_endpoints_names_the_service(clock) -> None:
+    class Empty(meshclient.Discovery):
+        def start(self, updates: Any) -> None:
+            updates(())
+
+        def close(self) -> None:
+            pass
+
+    services = {"users": meshclient.Service(Empty())}
+    with (
+        client(ok, clock, services=services) as http,
+        pytest.raises(meshclient.NoEndpointsError, match="'users'"),
+    ):
+        http.get("http://users/")

@@ -1,0 +1,130 @@
+"""A stack is an immutable value edited by role; bad stacks fail when they are made."""
+
+from __future__ import annotations
+
+import pytest
+
+import meshclient
+from meshclient.stack import AdmissionModule, AttemptModule, CallModule, Stack
+
+DEFAULT_ROLES = (
+    "fallback",
+    "call_telemetry",
+    "deadline",
+    "throttle",
+    "breaker",
+    "bulkhead",
+    "rate_limit",
+    "retry",
+    "attempt_telemetry",
+    "balancer",
+    "health",
+    "attempt_timeout",
+)
+
+
+class Noop(CallModule):
+    def __init__(self, role: str) -> None:
+        self.role = role
+
+
+class NoopAttempt(AttemptModule):
+    def __init__(self, role: str) -> None:
+        self.role = role
+
+
+class Rule:
+    def admit(self, call: object) -> None:
+        return None
+
+    def release(self, call: object) -> None:
+        return None
+
+
+def test_the_default_order_is_the_documented_one() -> None:
+    assert meshclient.DEFAULT_STACK.roles == DEFAULT_ROLES
+
+
+def test_edits_return_new_stacks_and_leave_the_original_alone() -> None:
+    base = meshclient.DEFAULT_STACK
+    signing = NoopAttempt("signing")
+    after = base.insert_after("balancer", signing)
+    before = base.insert_before("balancer", NoopAttempt("early"))
+    assert after.roles.index("signing") == after.roles.index("balancer") + 1
+    assert before.roles.index("early") == before.roles.index("balancer") - 1
+    assert base.roles == DEFAULT_ROLES
+    assert after["signing"] is signing
+    assert "signing" in after
+    assert "signing" not in base
+
+
+def test_replace_and_remove_by_role() -> None:
+    mine = AdmissionModule("bulkhead", Rule())
+    replaced = meshclient.DEFAULT_STACK.replace("bulkhead", mine)
+    assert replaced["bulkhead"] is mine
+    assert replaced.roles == DEFAULT_ROLES
+    removed = meshclient.DEFAULT_STACK.remove("health")
+    assert "health" not in removed
+    assert len(removed) == len(DEFAULT_ROLES) - 1
+
+
+def test_stacks_compare_by_their_modules() -> None:
+    one = Noop("one")
+    assert Stack([one]) == Stack([one])
+    assert hash(Stack([one])) == hash(Stack([one]))
+    assert Stack([one]) != Stack([Noop("one")])
+
+
+@pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (lambda: Stack([Noop("a"), Noop("a")]), ValueError, "two modules with role 'a'"),
+        (lambda: Stack([Noop("")]), ValueError, "has no role"),
+        (lambda: Stack([object()]), TypeError, "CallModule or AttemptModule instances"),
+        (lambda: Stack(Noop("a")), TypeError, "iterable of modules, got one module"),
+        (
+            lambda: Stack([NoopAttempt("pick"), Noop("late")]),
+            ValueError,
+            "call module 'late' must come before every attempt module",
+        ),
+        (
+            lambda: meshclient.DEFAULT_STACK.remove("nope"),
+            ValueError,
+            "no module with role 'nope'",
+        ),
+        (
+            lambda: meshclient.DEFAULT_STACK.insert_after("balancer", Noop("late")),
+            ValueError,
+            "call module 'late' must come before",
+        ),
+        (lambda: AdmissionModule("", Rule()), TypeError, "role must be a non-empty string"),
+        (lambda: AdmissionModule("x", 42), TypeError, "an Admission .* got 42"),
+    ],
+)
+def test_bad_stacks_fail_when_made(build, error, message) -> None:
+    with pytest.raises(error, match=message):
+        build()
+
+
+def test_a_factory_that_returns_no_rule_is_reported_when_the_stack_is_built() -> None:
+    stack = meshclient.DEFAULT_STACK.insert_after("bulkhead", AdmissionModule("odd", lambda s: 1))
+    with pytest.raises(TypeError, match=r"factory returned 1 for service 'users'"):
+        meshclient.Client(services={"users": ["127.0.0.1:9"]}, stack=stack)
+
+
+def test_a_build_of_the_wrong_scope_is_refused() -> None:
+    class Confused(CallModule):
+        role = "confused"
+
+        def build(self, service: object) -> AttemptModule:
+            return NoopAttempt("confused")
+
+    stack = meshclient.DEFAULT_STACK.insert_after("retry", Confused())
+    with pytest.raises(TypeError, match="must return a call module or None"):
+        meshclient.Client(services={"users": ["127.0.0.1:9"]}, stack=stack)
+
+
+def test_service_admission_rules_take_any_object_with_admit_and_release() -> None:
+    meshclient.Service(["127.0.0.1:9"], breaker=Rule(), bulkhead=Rule(), throttle=Rule())
+    with pytest.raises(TypeError, match=r"Service.rate_limit must be an admission rule .* 5"):
+        meshclient.Service(["127.0.0.1:9"], rate_limit=5)  # type: ignore[arg-type]
