@@ -72,6 +72,9 @@ class _Passthrough(Discovery):
     def close(self) -> None:
         """Nothing to stop."""
 
+    def describe(self) -> str:
+        return "passthrough"
+
 
 def _is_token(name: object) -> bool:
     """An HTTP field name (RFC 9110 token)."""
@@ -253,7 +256,10 @@ class Mesh:
     def snapshot(self) -> dict[str, Any]:
         return {
             "services": {name: route.describe() for name, route in self.routes.items()},
-            "passthrough": {route.name: route.describe() for route in self.passthrough.values()},
+            "passthrough": {
+                _authority(host, port): route.describe()
+                for (host, port), route in list(self.passthrough.items())
+            },
         }
 
     def close(self) -> None:
@@ -279,6 +285,10 @@ def _drop(route: Route) -> None:
     """An evicted pass-through route: its connections close as they fall idle."""
     _let_go(route)
     route.retire()
+
+
+def _authority(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _retire_pools(state: EndpointState) -> None:
