@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import tenacity
 
 import meshclient
 from meshclient.stack import Attempt, AttemptModule, Call, CallModule
@@ -419,3 +420,26 @@ def test_no_endpoints_names_the_service(clock) -> None:
         pytest.raises(meshclient.NoEndpointsError, match="'users'"),
     ):
         http.get("http://users/")
+
+
+def test_a_tenacity_wait_strategy_runs_on_each_calls_own_state(clock) -> None:
+    """``Retry(wait=...)``: tenacity's strategy sees this call's attempts only, call after call."""
+    delays: list[float] = []
+    answers: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(answers.pop(0) if answers else 200)
+
+    retry = meshclient.Retry(attempts=4, wait=tenacity.wait_incrementing(start=0.1, increment=0.2))
+    with client(handler, clock, policy=meshclient.Policy(retry=retry)) as http:
+        for _ in range(2):
+            answers[:] = [503, 503]
+            before = clock()
+            assert http.get("http://users/").status_code == 200
+            delays.append(round(clock() - before, 9))
+    assert delays == [0.4, 0.4]  # 0.1 then 0.3, and the second call starts from 0.1 again
+
+
+def test_retry_wait_must_be_a_strategy() -> None:
+    with pytest.raises(TypeError, match=r"Retry\.wait must be a tenacity wait strategy"):
+        meshclient.Retry(wait=0.5)  # type: ignore[arg-type]
