@@ -1,9 +1,12 @@
 """meshclient: a fat-client RPC library on httpx — discovery, balancing, retries, deadlines.
 
-Telemetry: OpenTelemetry spans and metrics, hooks (``meshclient.hooks``), and deadline and
-trace propagation across services (``meshclient.middleware``).
+Public submodules: ``meshclient.stack`` (writing and placing modules of the request path),
+``meshclient.hooks`` (instrumentation events), ``meshclient.middleware`` (deadline and trace
+propagation for servers), ``meshclient.testing`` (loopback backends, a fake clock).
 """
 
+from . import hooks as hooks
+from . import stack as stack
 from ._async._transport import AsyncMeshTransport
 from ._balance import Balancer, LeastLoaded, PeakEwma, RoundRobin
 from ._breaker import CircuitBreaker
