@@ -23,6 +23,11 @@ from meshclient.discovery import Discovery
 _names = itertools.count(1)
 
 
+def binary(name: str) -> str | None:
+    """The path of ``name`` on PATH or in the sbin directories (dnsmasq lives in /usr/sbin)."""
+    return shutil.which(name) or shutil.which(name, path="/usr/local/sbin:/usr/sbin:/sbin")
+
+
 def _dnspython_available() -> bool:
     try:
         import dns.resolver  # noqa: F401
@@ -40,11 +45,12 @@ def dnspython(require_real: Callable[[str, str], None]) -> None:
 
 @pytest.fixture(scope="session")
 def _etcd_session() -> Iterator[EtcdServer | None]:
-    if shutil.which("etcd") is None:
+    etcd = binary("etcd")
+    if etcd is None:
         yield None
         return
     workdir = Path(tempfile.mkdtemp(prefix="meshclient-etcd-"))
-    server = EtcdServer(workdir)
+    server = EtcdServer(workdir, etcd)
     try:
         server.start()
         yield server
@@ -76,11 +82,12 @@ def etcd_prefix(etcd: EtcdServer) -> str:
 
 @pytest.fixture(scope="session")
 def _dns_session() -> Iterator[DnsServer | None]:
-    if shutil.which("dnsmasq") is None or not _dnspython_available():
+    dnsmasq = binary("dnsmasq")
+    if dnsmasq is None or not _dnspython_available():
         yield None
         return
     workdir = Path(tempfile.mkdtemp(prefix="meshclient-dnsmasq-"))
-    server = DnsServer(workdir)
+    server = DnsServer(workdir, dnsmasq)
     try:
         server.start()
         yield server
@@ -95,7 +102,7 @@ def dnsmasq(
 ) -> Iterator[DnsServer]:
     """The session's dnsmasq, running (started again if an earlier test killed it)."""
     if _dns_session is None:
-        missing = "dnsmasq" if shutil.which("dnsmasq") is None else "dnspython"
+        missing = "dnsmasq" if binary("dnsmasq") is None else "dnspython"
         require_real(
             missing, "apt-get install dnsmasq-base; pip install 'meshclient[dns]' (dnspython)"
         )

@@ -117,8 +117,9 @@ class EtcdServer(ChildServer):
 
     name = "etcd"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, executable: str = "etcd") -> None:
         super().__init__(workdir)
+        self.executable = executable
         self.client_port = free_port()
         self.peer_port = free_port()
         self.url = f"http://127.0.0.1:{self.client_port}"
@@ -128,7 +129,7 @@ class EtcdServer(ChildServer):
         client = f"http://127.0.0.1:{self.client_port}"
         peer = f"http://127.0.0.1:{self.peer_port}"
         return [
-            "etcd",
+            self.executable,
             "--name=meshclient-test",
             f"--data-dir={self.workdir / 'data'}",
             f"--listen-client-urls={client}",
@@ -209,8 +210,9 @@ class DnsServer(ChildServer):
 
     name = "dnsmasq"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, executable: str = "dnsmasq") -> None:
         super().__init__(workdir)
+        self.executable = executable
         self.port = free_port(socket.SOCK_DGRAM)
         self.hostsdir = workdir / "hosts"
         self.hostsdir.mkdir()
@@ -235,7 +237,7 @@ class DnsServer(ChildServer):
             ]
         self.config.write_text("\n".join(lines) + "\n")
         return [
-            "dnsmasq",
+            self.executable,
             f"--conf-file={self.config}",
             "--keep-in-foreground",
             "--pid-file=",
