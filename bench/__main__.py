@@ -20,6 +20,7 @@ from . import (
     async_throughput,
     health_faults,
     retry_storm,
+    stack_cost,
     sync_overhead,
     tail_latency,
     telemetry_cost,
@@ -34,6 +35,7 @@ BUSY_MACHINE = 0.10
 
 SCENARIOS: dict[str, Callable[..., ScenarioResult]] = {
     sync_overhead.NAME: sync_overhead.run,
+    stack_cost.NAME: stack_cost.run,
     telemetry_cost.NAME: telemetry_cost.run,
     async_throughput.NAME: async_throughput.run,
     tail_latency.NAME: tail_latency.run,

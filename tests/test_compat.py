@@ -49,6 +49,26 @@ def test_suppression_keys_are_the_ones_instrumentations_set() -> None:
         assert get_current().get(_compat.SUPPRESS_HTTP_INSTRUMENTATION) is True
 
 
+@pytest.mark.parametrize(
+    "url", ["http://users/v1/x?q=1#frag", "https://Users:8443/a%20b", "http://users:80/", "ws://u/"]
+)
+@pytest.mark.parametrize(
+    ("host", "port"), [("127.0.0.1", 8001), ("::1", 9), ("Node-1.svc", 80), ("10.0.0.1", 443)]
+)
+def test_a_url_moved_to_an_endpoint_equals_what_copy_with_builds(url, host, port) -> None:
+    original = httpx.URL(url)
+    moved = _compat.url_at(original, host, port)
+    expected = original.copy_with(host=host, port=port)
+    assert moved == expected
+    assert str(moved) == str(expected)
+    assert (moved.raw_host, moved.port, moved.raw_path) == (
+        expected.raw_host,
+        expected.port,
+        expected.raw_path,
+    )
+    assert original == httpx.URL(url)  # the caller's URL is untouched
+
+
 def test_a_moved_name_fails_at_import_with_a_clear_message(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "httpx._utils", None)  # as if httpx moved the module
     try:

@@ -12,6 +12,7 @@ from typing import Any, Final
 import httpx
 
 from ._call import Attempt
+from ._compat import url_at
 from ._deadline import clip_timeouts
 
 __all__ = ["DISCARD_READ_LIMIT", "attempt_extensions", "attempt_url"]
@@ -48,4 +49,4 @@ def attempt_url(attempt: Attempt) -> httpx.URL:
         return url
     endpoint = attempt.endpoint
     assert endpoint is not None
-    return url.copy_with(host=endpoint.host, port=endpoint.port)
+    return url_at(url, endpoint.host, endpoint.port)

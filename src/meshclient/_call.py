@@ -347,8 +347,9 @@ class Attempt:
       attempt timeout module; the engine enforces it) and ``bound_by``: ``"attempt"``,
       ``"total"`` or ``"inherited"``, the limit that set it.
     - ``probe``: the attempt checks whether an ejected endpoint recovered (health module).
-    - After sending: ``sent_at``, then either ``status`` and ``response_headers`` or ``error``
-      (an ``httpx`` exception), with ``ended_at``. ``timed_out`` is ``True`` when the mesh's own
+    - After sending: ``sent_at``, then either ``status`` and ``response_headers`` (raw
+      ``(name, value)`` pairs; ``response`` too when the bottom is your own transport) or
+      ``error`` (an ``httpx`` exception), with ``ended_at``. ``timed_out`` is ``True`` when the mesh's own
       deadline cut it off; ``cancelled`` when the caller went away before it finished.
     - ``decision`` / ``delay``: what the retry module decided about it (``"retry"``,
       ``"budget_exhausted"``, ``"deadline"``), for telemetry.
@@ -373,8 +374,9 @@ class Attempt:
         "headers",
         "number",
         "probe",
+        "_headers",
+        "response",
         "response_extensions",
-        "response_headers",
         "sent_at",
         "span",
         "started",
@@ -397,7 +399,8 @@ class Attempt:
         self.sent_at = now
         self.ended_at: float | None = None
         self.status: int | None = None
-        self.response_headers: list[tuple[bytes, bytes]] | None = None
+        self.response: httpx.Response | None = None
+        self._headers: list[tuple[bytes, bytes]] | None = None
         self.response_extensions: dict[str, Any] | None = None
         self.stream: Any = None
         self.error: BaseException | None = None
@@ -419,6 +422,14 @@ class Attempt:
     def sent(self) -> bool:
         """Whether the attempt went to the bottom (it may have reached the endpoint)."""
         return self._held
+
+    @property
+    def response_headers(self) -> list[tuple[bytes, bytes]] | None:
+        """The response head's headers, raw; read from ``response`` only when asked for."""
+        headers = self._headers
+        if headers is None and self.response is not None:
+            headers = self._headers = self.response.headers.raw
+        return headers
 
     def header(self, name: str) -> str | None:
         """The first response header called ``name`` (any case), or ``None``."""

@@ -132,13 +132,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
                 try:
                     delay = call.attempt_answered(attempt)
                     if delay is None:
-                        # Finished when the caller closes the response.
-                        return httpx.Response(
-                            status_code=attempt.status,  # type: ignore[arg-type]
-                            headers=attempt.response_headers,
-                            stream=AsyncResponseStream(attempt),
-                            extensions=attempt.response_extensions,
-                        )
+                        return _deliver(attempt)
                     await _discard(attempt.stream)
                 except BaseException:
                     call.abandon(attempt)
@@ -169,8 +163,8 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             )
             attempt.begin(None)
             response = await transport.handle_async_request(physical)
+            attempt.response = response
             attempt.status = response.status_code
-            attempt.response_headers = response.headers.raw
             attempt.stream = response.stream
             attempt.response_extensions = response.extensions
             return
@@ -190,7 +184,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         shard = attempt.begin(endpoint.pool if scheme == _HTTP else endpoint.tls_pool)
         response = await shard.pool.handle_async_request(core)
         attempt.status = response.status
-        attempt.response_headers = response.headers
+        attempt._headers = response.headers
         attempt.stream = response.stream
         attempt.response_extensions = response.extensions
 
@@ -230,6 +224,23 @@ class AsyncResponseStream(httpx.AsyncByteStream):
             await attempt.stream.aclose()
         finally:
             attempt.finish()
+
+
+def _deliver(attempt: Attempt) -> httpx.Response:
+    """The response for the caller; the attempt finishes when the caller closes it."""
+    response = attempt.response
+    if response is None:  # meshclient's pools: an httpcore response
+        return httpx.Response(
+            status_code=attempt.status,  # type: ignore[arg-type]
+            headers=attempt.response_headers,
+            stream=AsyncResponseStream(attempt),
+            extensions=attempt.response_extensions,
+        )
+    if response.is_closed:
+        attempt.finish()  # your transport read it in full: nothing is left to hold
+    else:
+        response.stream = AsyncResponseStream(attempt)
+    return response
 
 
 async def _discard(stream: Any) -> None:

@@ -124,13 +124,7 @@ class MeshTransport(httpx.BaseTransport):
                 try:
                     delay = call.attempt_answered(attempt)
                     if delay is None:
-                        # Finished when the caller closes the response.
-                        return httpx.Response(
-                            status_code=attempt.status,  # type: ignore[arg-type]
-                            headers=attempt.response_headers,
-                            stream=ResponseStream(attempt),
-                            extensions=attempt.response_extensions,
-                        )
+                        return _deliver(attempt)
                     _discard(attempt.stream)
                 except BaseException:
                     call.abandon(attempt)
@@ -161,8 +155,8 @@ class MeshTransport(httpx.BaseTransport):
             )
             attempt.begin(None)
             response = transport.handle_request(physical)
+            attempt.response = response
             attempt.status = response.status_code
-            attempt.response_headers = response.headers.raw
             attempt.stream = response.stream
             attempt.response_extensions = response.extensions
             return
@@ -182,7 +176,7 @@ class MeshTransport(httpx.BaseTransport):
         shard = attempt.begin(endpoint.pool if scheme == _HTTP else endpoint.tls_pool)
         response = shard.pool.handle_request(core)
         attempt.status = response.status
-        attempt.response_headers = response.headers
+        attempt._headers = response.headers
         attempt.stream = response.stream
         attempt.response_extensions = response.extensions
 
@@ -222,6 +216,23 @@ class ResponseStream(httpx.SyncByteStream):
             attempt.stream.close()
         finally:
             attempt.finish()
+
+
+def _deliver(attempt: Attempt) -> httpx.Response:
+    """The response for the caller; the attempt finishes when the caller closes it."""
+    response = attempt.response
+    if response is None:  # meshclient's pools: an httpcore response
+        return httpx.Response(
+            status_code=attempt.status,  # type: ignore[arg-type]
+            headers=attempt.response_headers,
+            stream=ResponseStream(attempt),
+            extensions=attempt.response_extensions,
+        )
+    if response.is_closed:
+        attempt.finish()  # your transport read it in full: nothing is left to hold
+    else:
+        response.stream = ResponseStream(attempt)
+    return response
 
 
 def _discard(stream: Any) -> None:
