@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from meshclient._bulkhead import Bulkhead, BulkheadFullError
 from meshclient._exceptions import MeshError
 
+from helpers import WAIT_LIMIT, eventually, join
+
 
 def test_bad_configuration_names_class_field_and_value() -> None:
     with pytest.raises(ValueError, match=r"Bulkhead\.max_concurrent must be an int >= 1, got 0"):
@@ -66,15 +68,17 @@ def test_a_release_hands_the_slot_to_the_oldest_queued_thread() -> None:
     order: list[int] = []
     threads = []
     for i in range(2):
-        th = threading.Thread(target=lambda i=i: (b.acquire(), order.append(i), b.release()))
+        th = threading.Thread(
+            target=lambda i=i: (b.acquire(timeout=WAIT_LIMIT), order.append(i), b.release()),
+            daemon=True,
+        )
         th.start()
-        while b.queued != i + 1:
-            pass
+        eventually(lambda i=i: b.queued == i + 1, f"thread {i} queued")
         threads.append(th)
     assert not b.try_acquire()  # queued callers go first
     b.release()
-    for th in threads:
-        th.join(5)
+    for i, th in enumerate(threads):
+        join(th, f"queued thread {i}")
     assert order == [0, 1]
     assert (b.active, b.queued) == (0, 0)
 
@@ -82,14 +86,13 @@ def test_a_release_hands_the_slot_to_the_oldest_queued_thread() -> None:
 def test_queue_full_rejects_at_once() -> None:
     b = Bulkhead(1, max_queued=1, queue_timeout=None)
     b.acquire()
-    th = threading.Thread(target=lambda: (b.acquire(), b.release()))
+    th = threading.Thread(target=lambda: (b.acquire(timeout=WAIT_LIMIT), b.release()), daemon=True)
     th.start()
-    while b.queued != 1:
-        pass
+    eventually(lambda: b.queued == 1, "the thread queued")
     with pytest.raises(BulkheadFullError, match="max_queued=1"):
-        b.acquire()
+        b.acquire(timeout=WAIT_LIMIT)
     b.release()
-    th.join(5)
+    join(th, "the queued thread")
     assert b.snapshot() == {
         "max_concurrent": 1,
         "max_queued": 1,
@@ -142,16 +145,16 @@ def test_many_threads_never_exceed_the_limit_and_release_every_slot() -> None:
     def work() -> None:
         nonlocal peak
         for _ in range(200):
-            b.acquire()
+            b.acquire(timeout=WAIT_LIMIT)
             with lock:
                 peak = max(peak, b.active)
             b.release()
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(8)]
     for th in threads:
         th.start()
     for th in threads:
-        th.join()
+        join(th, "a worker taking and releasing slots")
     assert peak <= 3
     assert (b.active, b.queued) == (0, 0)
 
@@ -171,7 +174,8 @@ async def test_async_waiter_gets_the_released_slot() -> None:
         await anyio.wait_all_tasks_blocked()
         assert b.queued == 1
         b.release()
-        await got.wait()
+        with anyio.fail_after(WAIT_LIMIT):
+            await got.wait()
     assert (b.active, b.queued) == (1, 0)
     b.release()
 
@@ -200,9 +204,10 @@ async def test_a_waiter_cancelled_after_being_granted_passes_the_slot_on() -> No
     await anyio.wait_all_tasks_blocked()
     b.release()  # granted to `first`, whose wake-up is still scheduled
     first.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await first
-    await second  # the slot went on to the next waiter
+    with anyio.fail_after(WAIT_LIMIT):
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await second  # the slot went on to the next waiter
     assert (b.active, b.queued) == (1, 0)
     b.release()
     assert b.active == 0
@@ -225,7 +230,8 @@ async def test_a_thread_release_wakes_an_async_waiter() -> None:
     waiter = asyncio.ensure_future(b.acquire_async())
     await anyio.wait_all_tasks_blocked()
     await anyio.to_thread.run_sync(b.release)
-    await waiter
+    with anyio.fail_after(WAIT_LIMIT):
+        await waiter
     assert b.active == 1
     b.release()
 

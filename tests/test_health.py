@@ -16,6 +16,8 @@ from meshclient._endpoint import EndpointState
 from meshclient._health import Ejected, HealthTracker, OutlierDetection, Readmitted
 from meshclient.testing import FakeClock
 
+from helpers import join
+
 DECAY = 10.0
 
 
@@ -446,7 +448,7 @@ def test_concurrent_records_keep_counts_consistent() -> None:
     for th in threads:
         th.start()
     for th in threads:
-        th.join()
+        join(th, "a thread recording outcomes")
     assert t.endpoint_snapshot(eps[0])["window_calls"] == 8000
 
 

@@ -22,7 +22,7 @@ from meshclient.hooks import (
 )
 from meshclient.testing import Backend, Behaviour
 
-RETRY = meshclient.Policy(retry=meshclient.Retry(attempts=3, backoff=0.001, max_backoff=0.002))
+from helpers import RETRY3
 
 
 def client_with(
@@ -30,7 +30,7 @@ def client_with(
 ) -> meshclient.Client:
     return meshclient.Client(
         services={"users": meshclient.Service([backend.address], **kwargs)},  # type: ignore[arg-type]
-        policy=RETRY,
+        policy=RETRY3,
         telemetry=meshclient.Telemetry(hooks=hooks),
     )
 

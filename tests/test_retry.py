@@ -22,31 +22,9 @@ from meshclient._retry import (
     is_idempotent,
     parse_retry_after,
 )
+from meshclient.testing import FakeClock
 
-
-class FakeClock:
-    """Monotonic seconds that only move when a test says so."""
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class ConstantRandom(random.Random):
-    """An RNG whose ``random()`` always returns ``value``: exposes the backoff ceiling."""
-
-    def __init__(self, value: float) -> None:
-        super().__init__(0)
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
-
+from helpers import WAIT_LIMIT, ConstantRandom, join
 
 # -- Retry: the value ------------------------------------------------------------------------------
 
@@ -327,9 +305,9 @@ def test_budget_refills_after_the_window() -> None:
     clock = FakeClock(100.5)
     budget = RetryBudget(ratio=0.2, min_per_second=10, ttl=10, clock=clock)
     assert drain(budget) == 100
-    clock.now = 110.999
+    clock.set(110.999)
     assert not budget.try_withdraw()
-    clock.now = 111.0
+    clock.set(111.0)
     assert drain(budget) == 100
 
 
@@ -346,9 +324,9 @@ def test_window_reaches_back_at_least_ttl() -> None:
     clock = FakeClock(20.999)  # the last instant of bucket [20, 21)
     budget = RetryBudget(ratio=1.0, min_per_second=0, ttl=10, clock=clock)
     budget.deposit()
-    clock.now = 30.999  # exactly ttl later
+    clock.set(30.999)  # exactly ttl later
     assert budget.balance() == 1.0
-    clock.now = 31.0  # bucket [20, 21) has left the window
+    clock.set(31.0)  # bucket [20, 21) has left the window
     assert budget.balance() == 0.0
 
 
@@ -357,9 +335,9 @@ def test_window_reaches_back_less_than_eleven_tenths_of_ttl() -> None:
     clock = FakeClock(21.0)  # the first instant of bucket [21, 22)
     budget = RetryBudget(ratio=1.0, min_per_second=0, ttl=10, clock=clock)
     budget.deposit()
-    clock.now = 31.999
+    clock.set(31.999)
     assert budget.balance() == 1.0
-    clock.now = 32.0
+    clock.set(32.0)
     assert budget.balance() == 0.0
 
 
@@ -375,7 +353,7 @@ def test_long_idle_gap_empties_the_whole_window() -> None:
 def test_clock_stepping_back_counts_into_the_current_bucket() -> None:
     clock = FakeClock(50.0)
     budget = RetryBudget(ratio=1.0, min_per_second=0, ttl=10, clock=clock)
-    clock.now = 40.0
+    clock.set(40.0)
     budget.deposit()
     assert budget.try_withdraw()
     assert budget.snapshot()["withdrawals"] == 1.0
@@ -401,7 +379,7 @@ def test_budget_is_thread_safe() -> None:
     """Concurrent deposits and withdrawals lose no count and never overdraw."""
     budget = RetryBudget(ratio=0.25, min_per_second=0, ttl=10, clock=FakeClock())
     granted = [0] * 8
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(8, timeout=WAIT_LIMIT)
 
     def worker(index: int) -> None:
         barrier.wait()
@@ -413,7 +391,7 @@ def test_budget_is_thread_safe() -> None:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        join(thread, "a thread depositing and withdrawing")
     assert budget.snapshot() == {"deposits": 16000.0, "withdrawals": 4000.0, "balance": 0.0}
     assert sum(granted) == 4000
 
@@ -459,9 +437,9 @@ def test_budget_never_grants_more_than_ratio_of_deposits_plus_reserve(
             clock.advance(ms / 1000)
         elif kind == "deposit":
             budget.deposit()
-            deposits.append(clock.now)
+            deposits.append(clock())
         elif budget.try_withdraw():
-            t = clock.now
+            t = clock()
             withdrawals.append(t)
             recent = len(withdrawals) - bisect.bisect_right(withdrawals, t - ttl + _FUZZ)
             earned = len(deposits) - bisect.bisect_right(deposits, t - 1.1 * ttl - _FUZZ)
@@ -496,7 +474,7 @@ def simulate_steady_load(start: float, seconds: float, rate: int = 200, wanted: 
     calls = int(seconds * rate)
     granted = 0
     for i in range(calls):
-        clock.now = start + i / rate
+        clock.set(start + i / rate)
         budget.deposit()
         for _ in range(wanted):
             if not budget.try_withdraw():

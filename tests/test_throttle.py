@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 from hypothesis import given
@@ -12,14 +11,7 @@ from hypothesis import strategies as st
 from meshclient._throttle import AdaptiveThrottle
 from meshclient.testing import FakeClock
 
-
-class FixedRandom(random.Random):
-    def __init__(self, value: float) -> None:
-        super().__init__(0)
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
+from helpers import ConstantRandom
 
 
 def test_bad_configuration_names_class_field_and_value() -> None:
@@ -32,7 +24,7 @@ def test_bad_configuration_names_class_field_and_value() -> None:
 
 
 def test_a_healthy_backend_is_never_throttled() -> None:
-    t = AdaptiveThrottle(clock=FakeClock(), rng=FixedRandom(0.0))
+    t = AdaptiveThrottle(clock=FakeClock(), rng=ConstantRandom(0.0))
     for _ in range(1000):
         assert t.allow()
         t.record(True)
@@ -42,7 +34,7 @@ def test_a_healthy_backend_is_never_throttled() -> None:
 @given(requests=st.integers(0, 300), accepts=st.integers(0, 300), k=st.floats(1, 4))
 def test_rejection_probability_matches_the_formula(requests: int, accepts: int, k: float) -> None:
     accepts = min(accepts, requests)
-    t = AdaptiveThrottle(k=k, clock=FakeClock(), rng=FixedRandom(0.999999))
+    t = AdaptiveThrottle(k=k, clock=FakeClock(), rng=ConstantRandom(0.999999))
     for i in range(requests):
         t.allow()
         t.record(i < accepts)
@@ -52,14 +44,14 @@ def test_rejection_probability_matches_the_formula(requests: int, accepts: int, 
 
 @given(value=st.floats(0, 0.999))
 def test_allow_rejects_with_that_probability(value: float) -> None:
-    t = AdaptiveThrottle(clock=FakeClock(), rng=FixedRandom(value))
+    t = AdaptiveThrottle(clock=FakeClock(), rng=ConstantRandom(value))
     for _ in range(9):
         t.allow()  # 9 requests, 0 accepts: p = 9 / 10 (unless the draw rejects, still counted)
     assert t.allow() == (value >= 0.9)
 
 
 def test_locally_rejected_requests_still_count_as_requests() -> None:
-    t = AdaptiveThrottle(clock=FakeClock(), rng=FixedRandom(0.0))
+    t = AdaptiveThrottle(clock=FakeClock(), rng=ConstantRandom(0.0))
     for _ in range(4):
         t.allow()
     assert t.snapshot()["requests"] == 4

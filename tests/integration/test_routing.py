@@ -8,6 +8,8 @@ import httpx
 
 import meshclient
 
+from helpers import join
+
 
 def test_logical_url_and_host_header_stay_logical(mesh, backends) -> None:
     a, b, c = backends
@@ -85,11 +87,11 @@ def test_accounting_is_zero_after_concurrent_sync_calls(backends) -> None:
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=work) for _ in range(8)]
+        threads = [threading.Thread(target=work, daemon=True) for _ in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(timeout=30)
+            join(thread, "a thread making 25 calls", limit=30)
         assert errors == []
         assert sum(backend.count() for backend in backends) == 200
         endpoints = client.snapshot()["services"]["users"]["endpoints"]

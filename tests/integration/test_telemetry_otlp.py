@@ -23,6 +23,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 import meshclient
 from meshclient.testing import Behaviour
 
+from helpers import shut_down
+
 
 class Receiver:
     """An OTLP/HTTP trace receiver on 127.0.0.1 that keeps every decoded span."""
@@ -69,9 +71,7 @@ def receiver() -> Iterator[Receiver]:
     rx = Receiver()
     rx.thread.start()
     yield rx
-    rx.server.shutdown()
-    rx.thread.join(5)
-    rx.server.server_close()
+    shut_down(rx.server, rx.thread, "the OTLP receiver")
 
 
 def test_spans_reach_an_otlp_receiver(backend_factory, receiver: Receiver) -> None:
