@@ -1,7 +1,10 @@
 """Shared fixtures: loopback backends, a refused port, the CI "no skips" switch, hypothesis.
 
 With ``MESHCLIENT_REQUIRE_REAL=1`` (set by CI) a skipped test is reported as failed: CI has
-every real component installed, so a skip there means a broken setup, not a missing tool.
+every real component installed, so a skip there means a broken setup, not a missing tool. That
+holds for every kind of skip: in a test or a fixture, a ``skip``/``skipif`` mark, and a skip
+while collecting (``pytest.importorskip`` or ``pytest.skip(allow_module_level=True)`` in a
+module or a conftest), which becomes a collection error.
 Tests that need a real component (etcd, dnsmasq, ...) call ``require_real(component, reason)``
 instead of ``pytest.skip``. It is a fixture returning the helper, because ``from conftest
 import ...`` picks whichever ``conftest`` module was imported last (tests/integration has one).
@@ -37,6 +40,11 @@ def _require_real(component: str, reason: str) -> None:
     pytest.skip(message)
 
 
+def _skip_reason(longrepr: object) -> str:
+    reason = longrepr[2] if isinstance(longrepr, tuple) else longrepr
+    return str(reason).removeprefix("Skipped: ")
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -44,11 +52,38 @@ def pytest_runtest_makereport(
     """Under MESHCLIENT_REQUIRE_REAL=1 turn every skip (not xfail) into a failure."""
     report = yield
     if report.skipped and not hasattr(report, "wasxfail") and real_required():
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-        reason = str(reason).removeprefix("Skipped: ")
+        reason = _skip_reason(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped, but {REQUIRE_REAL}=1 forbids skipping: {reason}"
     return report
+
+
+class _NoSkipsWhileCollecting:
+    """Under MESHCLIENT_REQUIRE_REAL=1 a module or directory skipped while it was collected
+    (``importorskip`` or ``skip(allow_module_level=True)`` at import) is a collection error.
+
+    A plugin object, not a conftest hook: pytest calls a conftest's hooks for a directory only
+    once every conftest on its path has loaded, so a skip raised by importing a conftest in
+    a subdirectory would never reach a hook written here.
+    """
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_make_collect_report(
+        self, collector: pytest.Collector
+    ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+        report = yield
+        if report.skipped and real_required():
+            reason = _skip_reason(report.longrepr)
+            report.outcome = "failed"
+            report.longrepr = (
+                f"{collector.nodeid or collector.name} skipped while collecting, "
+                f"but {REQUIRE_REAL}=1 forbids skipping: {reason}"
+            )
+        return report
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_NoSkipsWhileCollecting(), "meshclient-no-skips-while-collecting")
 
 
 @pytest.fixture(scope="session")
