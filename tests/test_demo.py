@@ -15,6 +15,8 @@ import pytest
 from meshclient.demo import _view
 from meshclient.demo._mesh import InstanceSpec, default_specs
 
+from helpers import eventually, reap
+
 
 def start_demo(log: Path, *args: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "COLUMNS")}
@@ -55,14 +57,22 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def wait_for(log: Path, text: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in log.read_text(errors="replace"):
-            return
+def wait_for(log: Path, text: str, proc: subprocess.Popen[bytes], limit: float) -> None:
+    """Wait until the demo printed ``text``; fail if it exits first or after ``limit`` s."""
+
+    def printed() -> bool:
         assert proc.poll() is None, log.read_text(errors="replace")
-        time.sleep(0.05)
-    pytest.fail(f"{text!r} not printed within {timeout} s:\n{log.read_text(errors='replace')}")
+        return text in log.read_text(errors="replace")
+
+    eventually(printed, f"the demo printed {text!r}", limit)
+
+
+def exit_status(proc: subprocess.Popen[bytes], log: Path, limit: float, what: str) -> int:
+    """The demo's exit status; fail with its output if it runs ``limit`` s more (a hang)."""
+    try:
+        return proc.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{what}: still running after {limit} s:\n{log.read_text(errors='replace')}")
 
 
 def test_default_mesh_has_a_slow_a_flaky_and_a_dying_instance() -> None:
@@ -81,14 +91,15 @@ def test_demo_runs_for_the_duration_and_ends_with_the_summary(tmp_path: Path) ->
     began = time.monotonic()
     proc = start_demo(log, "--duration", "3", "--no-live")
     try:
-        assert proc.wait(timeout=60) == 0, log.read_text(errors="replace")
+        status = exit_status(proc, log, 60, "a 3 s demo")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
+    # A lower bound, so a slow machine cannot fail it: the traffic ran for the 3 s asked.
+    assert time.monotonic() - began >= 3
     output = log.read_text(errors="replace")
-    assert time.monotonic() - began < 45
+    assert status == 0, output
     for text in (
+        "for 3 s",
         "dashboard: http://127.0.0.1:",
         "summary",
         "success rate",
@@ -106,17 +117,16 @@ def test_ctrl_c_stops_promptly_and_leaves_no_process(tmp_path: Path) -> None:
     log = tmp_path / "demo.log"
     proc = start_demo(log, "--duration", "60", "--no-live")
     try:
-        wait_for(log, "calls/s through each client", proc, timeout=30)
+        wait_for(log, "calls/s through each client", proc, limit=30)
         children = children_of(proc.pid)
         assert len(children) >= 10, children  # 2 meshes x 5 backend processes
         proc.send_signal(signal.SIGINT)
-        began = time.monotonic()
-        assert proc.wait(timeout=15) == 130, log.read_text(errors="replace")
-        assert time.monotonic() - began < 10
+        # Exit status 130 and the "(interrupted)" summary show that SIGINT, not the end of
+        # the 60 s run, stopped it; the limit only bounds a demo that ignores SIGINT.
+        status = exit_status(proc, log, 30, "the demo after SIGINT")
+        assert status == 130, log.read_text(errors="replace")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        reap(proc)
     assert [pid for pid in children if alive(pid)] == []
     output = log.read_text(errors="replace")
     assert "summary (interrupted)" in output, output

@@ -9,33 +9,31 @@ import pytest
 import meshclient
 from meshclient._context import parse_grpc_timeout, parse_milliseconds, timeout_from_headers
 
+from helpers import assert_budget_left
+
 
 def test_no_scope_no_deadline() -> None:
     assert meshclient.time_left() is None
 
 
 def test_scope_sets_and_restores() -> None:
+    started = time.monotonic()
     with meshclient.deadline_scope(2.0):
         left = meshclient.time_left()
-        assert left is not None
-        assert 1.9 < left <= 2.0
+        assert_budget_left(left, 2.0, time.monotonic() - started)
     assert meshclient.time_left() is None
 
 
 def test_nested_scopes_take_the_tightest() -> None:
+    started = time.monotonic()
     with meshclient.deadline_scope(0.5):
         with meshclient.deadline_scope(10.0):
-            left = meshclient.time_left()
-            assert left is not None
-            assert left <= 0.5
+            assert_budget_left(meshclient.time_left(), 0.5, time.monotonic() - started)
+        inner = time.monotonic()
         with meshclient.deadline_scope(0.1):
-            left = meshclient.time_left()
-            assert left is not None
-            assert left <= 0.1
-        with meshclient.deadline_scope(None):
-            left = meshclient.time_left()
-            assert left is not None
-            assert 0.1 < left <= 0.5
+            assert_budget_left(meshclient.time_left(), 0.1, time.monotonic() - inner)
+        with meshclient.deadline_scope(None):  # the outer deadline again
+            assert_budget_left(meshclient.time_left(), 0.5, time.monotonic() - started)
 
 
 def test_time_left_goes_negative() -> None:

@@ -6,6 +6,7 @@ both; async-only behaviour (task cancellation) has its own tests.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,30 @@ import httpx
 import pytest
 
 import meshclient
+
+
+class Streamed:
+    """A delivered response whose body is still unread, read the same way for both clients."""
+
+    def __init__(self, portal: Any, response: httpx.Response) -> None:
+        self._portal = portal
+        self.response = response
+
+    @property
+    def status_code(self) -> int:
+        return self.response.status_code
+
+    def read(self) -> bytes:
+        """Read the whole body (httpx closes the response once it is read)."""
+        if self._portal is None:
+            return self.response.read()
+        return self._portal.call(self.response.aread)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self._portal is None:
+            self.response.close()
+        else:
+            self._portal.call(self.response.aclose)
 
 
 class Driver:
@@ -38,6 +63,36 @@ class Driver:
     def send(self, request: httpx.Request) -> httpx.Response:
         call = functools.partial(self.client.send, request)
         return call() if self._portal is None else self._portal.call(call)
+
+    def send_streamed(self, request: httpx.Request) -> Streamed:
+        """``client.send(request, stream=True)``: the body is left unread."""
+        call = functools.partial(self.client.send, request, stream=True)
+        response = call() if self._portal is None else self._portal.call(call)
+        return Streamed(self._portal, response)
+
+    @contextlib.contextmanager
+    def stream(self, method: str, url: str, **kwargs: Any) -> Iterator[Streamed]:
+        """``client.stream(...)``: the body is read only if the test reads it."""
+        if self._portal is None:
+            with self.client.stream(method, url, **kwargs) as response:
+                yield Streamed(None, response)
+        else:
+            manager = self.client.stream(method, url, **kwargs)
+            with self._portal.wrap_async_context_manager(manager) as response:
+                yield Streamed(self._portal, response)
+
+    def get_within(self, seconds: float, url: str, **kwargs: Any) -> httpx.Response:
+        """A GET inside ``meshclient.deadline_scope(seconds)``, entered in the task that runs
+        the call (the inherited deadline of a request being handled)."""
+        if self._portal is None:
+            with meshclient.deadline_scope(seconds):
+                return self.client.get(url, **kwargs)  # type: ignore[no-any-return]
+
+        async def call() -> httpx.Response:
+            with meshclient.deadline_scope(seconds):
+                return await self.client.get(url, **kwargs)  # type: ignore[no-any-return]
+
+        return self._portal.call(call)  # type: ignore[no-any-return]
 
     def body(self, *chunks: bytes) -> Any:
         """A one-shot streaming body of the kind this client sends (a generator)."""
