@@ -160,14 +160,32 @@ def test_listeners_get_transitions_and_a_failing_one_is_removed() -> None:
     clock = FakeClock()
     b = breaker(clock)
     seen: list[BreakerTransition] = []
+    failing: list[BreakerTransition] = []
+
+    def fail(transition: BreakerTransition) -> None:
+        failing.append(transition)
+        raise ZeroDivisionError
+
     b.add_listener(seen.append)
-    b.add_listener(lambda t: 1 / 0)
+    b.add_listener(fail)
     run(b, "xxxx")
     clock.advance(30)
     b.try_acquire()
     assert [(t.from_state, t.to_state) for t in seen] == [(CLOSED, OPEN), (OPEN, HALF_OPEN)]
     assert seen[0].failure_rate == 1.0
-    assert len(b._listeners) == 1
+    assert [(t.from_state, t.to_state) for t in failing] == [(CLOSED, OPEN)]  # then removed
+
+
+def test_a_removed_listener_hears_no_more_transitions() -> None:
+    clock = FakeClock()
+    b = breaker(clock)
+    seen: list[BreakerTransition] = []
+    b.add_listener(seen.append)
+    run(b, "xxxx")
+    b.remove_listener(seen.append)
+    clock.advance(30)
+    b.try_acquire()
+    assert [(t.from_state, t.to_state) for t in seen] == [(CLOSED, OPEN)]
 
 
 def test_snapshot_is_json_able() -> None:
@@ -277,4 +295,6 @@ def test_transitions_follow_the_documented_table(
         model.tick(clock())
         assert b.state == model.state
         if model.state == HALF_OPEN:
-            assert b._granted <= trials  # permits out + trial results never exceed the trials
+            # Trial permits out plus trial results never exceed the trials.
+            snap = b.snapshot()
+            assert snap["trial_permits_out"] + snap["trial_results"] <= trials
