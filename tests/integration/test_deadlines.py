@@ -8,6 +8,9 @@ import pytest
 
 import meshclient
 
+#: The header that tells the callee how many milliseconds it has.
+HEADER = "x-meshclient-timeout-ms"
+
 
 def test_total_timeout_raises_deadline_exceeded(mesh, backend_factory) -> None:
     slow = backend_factory("slow")
@@ -18,6 +21,40 @@ def test_total_timeout_raises_deadline_exceeded(mesh, backend_factory) -> None:
     assert isinstance(info.value, httpx.TimeoutException)
     assert info.value.attempts == 1
     assert info.value.endpoints == (slow.address,)
+    assert client.outstanding() == 0
+
+
+def test_attempt_bound_longer_than_the_total_is_clipped_in_the_deadline_header(
+    mesh, backend_factory
+) -> None:
+    """``Timeout(total=0.3, attempt=2.0)``: the callee is told it has at most 300 ms."""
+    backend = backend_factory("a")
+    client = mesh(
+        services={"users": [backend.address]},
+        policy=meshclient.Policy(timeout=meshclient.Timeout(total=0.3, attempt=2.0)),
+    )
+    assert client.get("http://users/").status_code == 200
+    assert 0 <= int(backend.requests[0].headers[HEADER]) <= 300
+
+
+def test_attempt_bound_longer_than_the_total_is_clipped_to_the_time_left(
+    mesh, backend_factory
+) -> None:
+    """A hanging attempt ends at the call's 0.3 s total, not at its 2 s attempt bound."""
+    hanging = backend_factory("hanging")
+    hanging.behave(hang=True)
+    client = mesh(
+        services={"users": [hanging.address]},
+        policy=meshclient.Policy(timeout=meshclient.Timeout(total=0.3, attempt=2.0)),
+    )
+    with pytest.raises(meshclient.DeadlineExceeded, match=r"deadline of 0\.3s") as info:
+        client.get("http://users/")
+    # The one wall-clock bound here, and a generous one (1.7 s over the total): the call
+    # reports it ended before the unclipped 2 s attempt bound would have ended it.
+    assert info.value.elapsed < 2.0
+    assert info.value.attempts == 1
+    hanging.wait_for_requests(1)
+    assert 0 <= int(hanging.requests[0].headers[HEADER]) <= 300
     assert client.outstanding() == 0
 
 

@@ -25,14 +25,12 @@ import meshclient
 import meshclient.hooks
 from meshclient.testing import Backend, FakeClock, FaultProxy
 
-#: Retries without real backoff, so a failed attempt costs no wall-clock time.
-FAST_RETRY = meshclient.Retry(attempts=3, backoff=0.001, max_backoff=0.002)
+from helpers import FAST_RETRY, eventually, join
+
 #: The attempt timeout that turns a black hole into a failure.
 ATTEMPT = meshclient.Timeout(attempt=0.2)
 #: A per-call policy that lifts the client's total timeout.
 NO_DEADLINE = meshclient.Policy(timeout=None)
-#: Upper bound of the polling loops (x 10 ms); only reached if the state never comes.
-POLLS = 500
 
 
 class Instance:
@@ -93,15 +91,6 @@ def health_of(client: Any, address: str) -> dict[str, Any]:
 
 def states(client: Any) -> dict[str, str]:
     return {e["address"]: e["health"]["state"] for e in service_state(client)["endpoints"]}
-
-
-def poll(predicate: Callable[[], bool], what: str) -> None:
-    """Wait for a state that needs time to pass (an ejection expiring); bounded."""
-    for _ in range(POLLS):
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
 
 
 def failing_call(client: Any, error: type[Exception] = httpx.TransportError) -> Exception:
@@ -182,7 +171,7 @@ def test_instance_answering_500_is_ejected_then_gets_only_probes(mesh, instances
         calls += 1
         return health_of(client, sick.address)["ejections_in_a_row"] >= repeat + 2
 
-    poll(probed_twice, "two failed probes")
+    eventually(probed_twice, "two failed probes")
     # Each failed probe ejects again: the count of ejections in a row counts the probes.
     probes = health_of(client, sick.address)["ejections_in_a_row"] - repeat
     requests = sick.backend.count() - before
@@ -322,7 +311,7 @@ def test_everything_down_opens_the_breaker_then_recovery_closes_it(mesh, instanc
         assert client.get("http://users/").status_code == 200
         return set(states(client).values()) == {"admitted"}
 
-    poll(readmitted, "every endpoint readmitted by a probe")
+    eventually(readmitted, "every endpoint readmitted by a probe")
     health = service_state(client)["health"]
     assert (health["ejected"], health["available"], health["panic"]) == (0, 3, False)
     transitions = [
@@ -353,7 +342,7 @@ def test_black_holed_instance_is_readmitted_once_it_answers(mesh, instances) -> 
         assert client.get("http://users/").status_code == 200
         return health_of(client, hole.address)["state"] == "admitted"
 
-    poll(readmitted, "the probe readmits the instance")
+    eventually(readmitted, "the probe readmits the instance")
     assert hole.backend.count() >= 1  # the probe went through
     served = hole.backend.count()
     for _ in range(6):
@@ -380,7 +369,7 @@ def test_full_bulkhead_rejects_naming_the_limit_and_releases_once(mesh, backend_
         except BaseException as exc:
             outcome.append(exc)
 
-    holder = threading.Thread(target=hold)
+    holder = threading.Thread(target=hold, daemon=True)
     holder.start()
     try:
         slow.wait_for_requests(1)
@@ -393,7 +382,7 @@ def test_full_bulkhead_rejects_naming_the_limit_and_releases_once(mesh, backend_
         assert client.outstanding() == 1
     finally:
         slow.drop_connections()
-        holder.join(10)
+        join(holder, "the holder, once its connection was dropped")
     assert isinstance(outcome[0], httpx.TransportError)  # the holder failed: slot back anyway
     assert service_state(client)["bulkhead"]["active"] == 0
     assert client.outstanding() == 0
@@ -401,6 +390,51 @@ def test_full_bulkhead_rejects_naming_the_limit_and_releases_once(mesh, backend_
     slow.behave()
     assert client.get("http://users/").status_code == 200  # the slot is free again
     assert service_state(client)["bulkhead"]["active"] == 0
+
+
+def bulkhead_of_one(mesh: Any, backend: Backend) -> tuple[Any, meshclient.Bulkhead]:
+    bulkhead = meshclient.Bulkhead(max_concurrent=1)
+    client = mesh(services={"users": meshclient.Service([backend.address], bulkhead=bulkhead)})
+    return client, bulkhead
+
+
+def test_a_streamed_response_holds_its_bulkhead_slot_until_it_is_closed(
+    mesh, backend_factory
+) -> None:
+    """``client.stream(...)``: the call is in progress while its body is unread."""
+    backend = backend_factory("a")
+    client, bulkhead = bulkhead_of_one(mesh, backend)
+    with client.stream("GET", "http://users/") as streamed:
+        assert streamed.status_code == 200
+        assert bulkhead.snapshot()["active"] == 1, "slot released before the body was read"
+        failing_call(client, meshclient.BulkheadFullError)
+        assert backend.count() == 1
+        assert b'"backend": "a"' in streamed.read()
+    assert bulkhead.snapshot()["active"] == 0
+    assert client.get("http://users/").status_code == 200
+    assert bulkhead.snapshot() == {
+        "max_concurrent": 1,
+        "max_queued": 0,
+        "active": 0,
+        "queued": 0,
+        "rejected": 1,
+    }
+
+
+def test_a_response_sent_with_stream_holds_its_bulkhead_slot_until_closed(
+    mesh, backend_factory
+) -> None:
+    """``client.send(request, stream=True)``, closed without reading the body."""
+    backend = backend_factory("a")
+    client, bulkhead = bulkhead_of_one(mesh, backend)
+    streamed = client.send_streamed(client.client.build_request("GET", "http://users/"))
+    assert bulkhead.snapshot()["active"] == 1, "slot released before the body was read"
+    failing_call(client, meshclient.BulkheadFullError)
+    streamed.close()
+    assert bulkhead.snapshot()["active"] == 0
+    assert client.get("http://users/").status_code == 200
+    assert backend.count() == 2
+    assert client.outstanding() == 0
 
 
 def test_queued_call_gives_up_at_its_deadline(mesh, backend_factory) -> None:
@@ -420,14 +454,15 @@ def test_queued_call_gives_up_at_its_deadline(mesh, backend_factory) -> None:
         except BaseException as exc:
             outcomes[label] = exc
 
-    holder = threading.Thread(target=call, args=("holder",), kwargs={"policy": NO_DEADLINE})
-    waiter = threading.Thread(target=call, args=("waiter",))
+    holder = threading.Thread(
+        target=call, args=("holder",), kwargs={"policy": NO_DEADLINE}, daemon=True
+    )
+    waiter = threading.Thread(target=call, args=("waiter",), daemon=True)
     holder.start()
     try:
         slow.wait_for_requests(1)
         waiter.start()
-        waiter.join(5)  # a bound for a hung test, not a timing threshold
-        assert not waiter.is_alive(), "the queued call waited past its deadline"
+        join(waiter, "the queued call, which should give up at its 0.2 s deadline")
         assert holder.is_alive()  # the slot was never freed: the deadline ended the wait
         assert isinstance(outcomes["waiter"], meshclient.BulkheadFullError)
         assert "deadline" in str(outcomes["waiter"])
@@ -435,9 +470,9 @@ def test_queued_call_gives_up_at_its_deadline(mesh, backend_factory) -> None:
         assert (figures["active"], figures["queued"]) == (1, 0)
     finally:
         slow.drop_connections()
-        holder.join(10)
-        if waiter.is_alive():
-            waiter.join(10)
+        join(holder, "the holder, once its connection was dropped")
+        if waiter.ident is not None:
+            join(waiter, "the queued call")
     assert service_state(client)["bulkhead"]["active"] == 0
     assert slow.count() == 1
 
@@ -543,7 +578,7 @@ def test_fallback_answers_for_a_full_bulkhead(mesh, backend_factory) -> None:
             policy=meshclient.Policy(retry=None, fallback=make_fallback(form, seen)),
         )
         held: list[httpx.Response] = []
-        holder = threading.Thread(target=hold, args=(client, held))
+        holder = threading.Thread(target=hold, args=(client, held), daemon=True)
         holder.start()
         try:
             slow.wait_for_requests(1)
@@ -552,7 +587,7 @@ def test_fallback_answers_for_a_full_bulkhead(mesh, backend_factory) -> None:
             assert [type(e) for e in seen] == [meshclient.BulkheadFullError]
         finally:
             slow.drop_connections()  # the holder fails with a transport error...
-            holder.join(10)
+            join(holder, "the holder, once its connection was dropped")
         # ... and gets the fallback too (attempts exhausted on an error).
         assert held[0].json()["fallback"] in ("RemoteProtocolError", "ReadError")
         assert len(seen) == 2
