@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import (
     async_throughput,
+    discovery,
     health_faults,
     retry_storm,
     stack_cost,
@@ -42,6 +43,7 @@ SCENARIOS: dict[str, Callable[..., ScenarioResult]] = {
     retry_storm.NAME: retry_storm.run,
     health_faults.OUTAGE_NAME: health_faults.run_partial_outage,
     health_faults.BLACK_HOLE_NAME: health_faults.run_black_hole,
+    discovery.NAME: discovery.run,
 }
 
 
