@@ -142,6 +142,30 @@ def count_listings(backend: EtcdDiscovery, monkeypatch: pytest.MonkeyPatch) -> l
     return listings
 
 
+def test_the_resume_point_follows_the_events(
+    etcd: EtcdServer,
+    etcd_prefix: str,
+    proxy: FaultProxy,
+    record: Record,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """History compacted up to the last event seen: a reconnect resumes without listing."""
+    backend = discovery(proxy.url, etcd_prefix)
+    listings = count_listings(backend, monkeypatch)
+    recorder = record(backend)
+    eventually(lambda: recorder.latest == (), "listed")
+    etcd.put(etcd_prefix + "a", doc(8001))
+    eventually(lambda: recorder.addresses() == {"127.0.0.1:8001"}, "the event seen")
+    etcd.put(etcd_prefix[:-1] + "-other/x", doc(8009))  # a revision outside the prefix
+    etcd.compact()  # history before it is gone; the resume point (just after "a") is it
+    proxy.behave("refuse")
+    eventually(lambda: len(recorder.errors) >= 1, "the cut reported")
+    etcd.put(etcd_prefix + "b", doc(8002))
+    proxy.behave()
+    eventually(lambda: recorder.addresses() == {"127.0.0.1:8001", "127.0.0.1:8002"}, "resumed")
+    assert listings == [1]
+
+
 def test_relists_when_the_revision_was_compacted(
     etcd: EtcdServer,
     etcd_prefix: str,

@@ -135,13 +135,15 @@ def _decode(path: str, status: int, content: bytes) -> dict[str, Any]:
 
 
 class _WatchState:
-    """What one run's thread shares with ``close()``: the open watch's socket, to shut it."""
+    """One run's progress, and what its thread shares with ``close()`` (the watch's socket)."""
 
-    __slots__ = ("lock", "socket")
+    __slots__ = ("lock", "revision", "socket")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.socket: socket.socket | None = None
+        #: The next revision to watch from; None: list the prefix first.
+        self.revision: int | None = None
 
 
 _COMPACTED = "compacted"
@@ -219,14 +221,14 @@ class EtcdDiscovery(Watcher):
         gateway = Gateway(self.urls, timeout=self.timeout, verify=self.verify)
         backoff = Backoff(self.backoff, self.max_backoff)
         entries: dict[bytes, Endpoint] = {}
-        revision: int | None = None  # the next revision to watch from; None: list first
+        state: _WatchState = run.state
         try:
             while run.running:
                 try:
-                    if revision is None:
-                        revision = self._list(gateway, run, entries)
+                    if state.revision is None:
+                        state.revision = self._list(gateway, run, entries)
                         backoff.reset()
-                    revision = self._follow(gateway, run, entries, revision, backoff)
+                    self._follow(gateway, run, entries, state, backoff)
                 except (httpx.HTTPError, EtcdError, ValueError, KeyError, TypeError) as exc:
                     if not run.running:
                         return  # close() shut the watch's socket: not a registry failure
@@ -252,20 +254,25 @@ class EtcdDiscovery(Watcher):
         gateway: Gateway,
         run: Run,
         entries: dict[bytes, Endpoint],
-        revision: int,
+        state: _WatchState,
         backoff: Backoff,
-    ) -> int | None:
-        """Watch from ``revision`` until the stream ends; ``None`` means list again."""
+    ) -> None:
+        """Watch from ``state.revision`` until the stream ends, advancing it as events arrive.
+
+        Returns after a compaction (with ``state.revision`` None: list again) or when stopped;
+        raises when the stream breaks or ends (a reconnect resumes where it got to).
+        """
+        assert state.revision is not None
+        revision = state.revision
         create = {**self._range, "start_revision": str(revision), "progress_notify": True}
         request = {"create_request": create}
-        state: _WatchState = run.state
         with gateway.stream("/v3/watch", request) as response:
             stream = response.extensions.get("network_stream")
             with state.lock:
                 state.socket = stream.get_extra_info("socket") if stream is not None else None
             try:
                 if not run.running:
-                    return revision
+                    return
                 for line in response.iter_lines():
                     if not line.strip():
                         continue
@@ -275,7 +282,8 @@ class EtcdDiscovery(Watcher):
                     result = message.get("result") or {}
                     if result.get("canceled"):
                         if int(result.get("compact_revision", 0)) > 0:
-                            return None  # history is gone: list again
+                            state.revision = None  # history is gone: list again
+                            return
                         raise EtcdError(f"watch canceled: {result.get('cancel_reason', '?')}")
                     if result.get("created"):
                         backoff.reset()
@@ -289,9 +297,11 @@ class EtcdDiscovery(Watcher):
                                 self._put(run, entries, kv)
                             revision = max(revision, int(kv["mod_revision"]) + 1)
                         self._publish(run, entries)
+                        state.revision = revision  # the set now reflects every event up to here
                     elif not result.get("created") and "header" in result:
                         # A progress notification: nothing under the prefix changed up to here.
                         revision = max(revision, int(result["header"]["revision"]) + 1)
+                        state.revision = revision
             finally:
                 with state.lock:
                     state.socket = None
