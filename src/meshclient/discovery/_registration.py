@@ -238,11 +238,13 @@ class EtcdRegistration:
 
     def _register(self, gateway: Gateway) -> None:
         granted = gateway.call("/v3/lease/grant", {"TTL": str(self.ttl)})
-        self._lease = int(granted["ID"])
+        lease = int(granted["ID"])
         gateway.call(
             "/v3/kv/put",
-            {"key": _b64(self.key.encode()), "value": _b64(self._value), "lease": str(self._lease)},
+            {"key": _b64(self.key.encode()), "value": _b64(self._value), "lease": str(lease)},
         )
+        # Only now: a lease whose put failed is left to expire, and the next try starts over.
+        self._lease = lease
         self._registered.set()
 
     def _renew(self, gateway: Gateway) -> bool:
