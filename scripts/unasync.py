@@ -31,15 +31,22 @@ IDENTIFIERS = {
     "AsyncBaseTransport": "BaseTransport",
     "AsyncByteStream": "SyncByteStream",
     "AsyncResponseStream": "ResponseStream",
+    "AsyncDeadlineBackend": "DeadlineBackend",
+    "AsyncDeadlineStream": "DeadlineStream",
+    "AsyncNetworkBackend": "NetworkBackend",
+    "AsyncNetworkStream": "NetworkStream",
+    "async_network_backend": "sync_network_backend",
     "AsyncIterator": "Iterator",
     "handle_async_request": "handle_request",
     "__aiter__": "__iter__",
     "aclose": "close",
     "wait_async": "wait",
-    "settle_async": "settle_sync",
-    "anyio": "time",
+    "__anext__": "__next__",
+    "StopAsyncIteration": "StopIteration",
 }
 _IDENTIFIER = re.compile(r"\b(" + "|".join(map(re.escape, IDENTIFIERS)) + r")\b")
+#: Helpers written twice (``_io.py`` and friends): ``name_async`` becomes ``name_sync``.
+_TWIN = re.compile(r"\b(\w+)_async\b")
 _DOCSTRING = re.compile(r'\A"""(.*?)"""', re.DOTALL)
 _ASYNCHRONOUS = "asynchronous=True"
 
@@ -50,6 +57,7 @@ def unasync(text: str, name: str) -> str:
     for pattern, replacement in KEYWORDS:
         body = pattern.sub(replacement, body)
     body = _IDENTIFIER.sub(lambda match: IDENTIFIERS[match.group(1)], body)
+    body = _TWIN.sub(r"\1_sync", body)
     return body.replace(_ASYNCHRONOUS, "asynchronous=False")
 
 

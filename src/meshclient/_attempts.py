@@ -1,4 +1,4 @@
-"""What an attempt sends: its URL and its extensions, the same for every bottom.
+"""What an attempt sends, and by when: its URL, its extensions, its deadline.
 
 The caller's request is never changed: an attempt to a mesh service goes to the chosen
 endpoint's address while its ``Host`` header (copied with the rest of the headers) and, for
@@ -7,15 +7,30 @@ endpoint's address while its ``Host`` header (copied with the rest of the header
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any, Final
 
+import httpcore
 import httpx
+import sniffio
 
 from ._call import Attempt
 from ._compat import url_at
 from ._deadline import clip_timeouts
 
-__all__ = ["DISCARD_READ_LIMIT", "attempt_extensions", "attempt_url"]
+__all__ = [
+    "DEADLINE",
+    "DISCARD_READ_LIMIT",
+    "async_network_backend",
+    "attempt_extensions",
+    "attempt_url",
+    "sync_network_backend",
+]
+
+#: The ``time.monotonic()`` deadline of the attempt whose bytes are moving in this context
+#: (``None``: none). Set by the driver around sending and around each read of the body, so
+#: the pools' network backend (``_async/_network.py``) can clip every operation to it.
+DEADLINE: Final[ContextVar[float | None]] = ContextVar("meshclient.attempt_deadline", default=None)
 
 #: A discarded response body up to this size is read so its connection can be reused.
 DISCARD_READ_LIMIT: Final = 64 * 1024
@@ -50,3 +65,14 @@ def attempt_url(attempt: Attempt) -> httpx.URL:
     endpoint = attempt.endpoint
     assert endpoint is not None
     return url_at(url, endpoint.host, endpoint.port)
+
+
+def async_network_backend() -> httpcore.AsyncNetworkBackend:
+    """What httpcore uses by default: trio's backend under trio, anyio's otherwise."""
+    if sniffio.current_async_library() == "trio":
+        return httpcore.TrioBackend()
+    return httpcore.AnyIOBackend()
+
+
+def sync_network_backend() -> httpcore.NetworkBackend:
+    return httpcore.SyncBackend()

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import deque
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx
@@ -29,9 +31,17 @@ if TYPE_CHECKING:
     from ._endpoint import EndpointState
     from ._route import Route
 
-__all__ = ["Attempt", "Call"]
+__all__ = ["BUFFERED", "DROPPED", "Attempt", "Call"]
 
 logger = logging.getLogger("meshclient")
+
+#: ``True`` while a meshclient client sends a request whose caller reads the whole body before
+#: seeing the response (``stream=False``): the mesh then reads it within the attempt, so a body
+#: cut short is retried like any failed attempt and the attempt's deadline bounds it too.
+BUFFERED: Final[ContextVar[bool]] = ContextVar("meshclient.buffered", default=False)
+#: Attempts whose streamed response was garbage-collected unclosed; the next call finishes them
+#: (not the collector: it may run while the same thread holds an endpoint's lock).
+DROPPED: Final[deque[Attempt]] = deque()
 
 #: How the limit that bounds an attempt was set (``Attempt.bound_by``).
 BOUND_ATTEMPT: Final = "attempt"
@@ -55,6 +65,8 @@ class Call:
       came from the request being served (``deadline_scope``, the middleware) rather than from
       this call's own ``Timeout.total``.
     - ``attempts``: attempts sent so far; ``tried``: their endpoints, in order.
+    - ``buffered``: the caller reads the whole body before it sees the response (not
+      ``client.stream(...)``): the body is read within the attempt.
     - ``outcome``: ``None`` while running, then ``"success"``, ``"server_error"`` (a 5xx was
       returned), ``"error"`` (the call raised) or ``"cancelled"`` (the caller went away).
     - ``status``: the status code returned to the caller; ``error``: the error it got.
@@ -70,6 +82,7 @@ class Call:
         "_ends",
         "_state",
         "attempts",
+        "buffered",
         "clock",
         "context",
         "deadline",
@@ -107,6 +120,7 @@ class Call:
         self.start = route.clock()
         #: The user's httpx transport for this request, or ``None`` for meshclient's pools.
         self.transport = transport
+        self.buffered = BUFFERED.get()
         self.deadline: float | None = None
         self.deadline_inherited = False
         self.attempts = 0
@@ -249,8 +263,7 @@ class Call:
         """The attempt has a response head: seconds to wait before a retry, or ``None`` to
         deliver the response (the call then ends when the caller closes it)."""
         attempt.ended_at = self.clock()
-        for on_outcome in self.route.attempt_outcome:
-            on_outcome(attempt)
+        self._observed(attempt)
         delay = self._retry(attempt)
         if delay is None:
             status = attempt.status
@@ -274,8 +287,7 @@ class Call:
                     error = self.deadline_exceeded(now)
                     error.__cause__ = cause
         attempt.error = error
-        for on_outcome in self.route.attempt_outcome:
-            on_outcome(attempt)
+        self._observed(attempt)
         delay = self._retry(attempt)
         if delay is None:
             self.error = error
@@ -286,16 +298,24 @@ class Call:
         return delay
 
     def stream_failed(self, attempt: Attempt, exc: Exception) -> BaseException:
-        """The error for a failure while the caller reads a delivered body."""
+        """The error for a failure while the caller reads a delivered body.
+
+        The attempt's outcome changes from its response to this error: ``on_outcome`` runs a
+        second time, so endpoint health counts the failure against the endpoint.
+        """
         now = self.clock()
         error = to_httpx(exc)
         deadline = self.deadline
         if isinstance(error, httpx.TimeoutException) and deadline is not None and now >= deadline:
+            attempt.timed_out = True
             cause = error
             error = self.deadline_exceeded(now)
             error.__cause__ = cause
         self.error = error
         self.outcome = OUTCOME_ERROR
+        attempt.error = error
+        attempt.ended_at = now
+        self._observed(attempt)
         return error
 
     def abandon(self, attempt: Attempt | None = None) -> None:
@@ -309,9 +329,21 @@ class Call:
         else:
             self._end()
 
+    def _observed(self, attempt: Attempt) -> None:
+        """Tell the attempt modules its outcome; one that raises is logged, not fatal."""
+        for on_outcome in self.route.attempt_outcome:
+            try:
+                on_outcome(attempt)
+            except Exception:
+                logger.exception("meshclient: on_outcome of %r raised; ignored", on_outcome)
+
     def _retry(self, attempt: Attempt) -> float | None:
         for retry in self.route.retry:
-            delay = retry(self, attempt)
+            try:
+                delay = retry(self, attempt)
+            except Exception:
+                logger.exception("meshclient: retry phase %r raised; no retry", retry)
+                return None
             if delay is not None:
                 return delay
         return None
@@ -349,7 +381,8 @@ class Attempt:
     - ``probe``: the attempt checks whether an ejected endpoint recovered (health module).
     - After sending: ``sent_at``, then either ``status`` and ``response_headers`` (raw
       ``(name, value)`` pairs; ``response`` too when the bottom is your own transport) or
-      ``error`` (an ``httpx`` exception), with ``ended_at``. ``timed_out`` is ``True`` when the mesh's own
+      ``error`` (an ``httpx`` exception), with ``ended_at``; for a ``buffered`` call, the
+      whole body is in ``content`` by then. ``timed_out`` is ``True`` when the mesh's own
       deadline cut it off; ``cancelled`` when the caller went away before it finished.
     - ``decision`` / ``delay``: what the retry module decided about it (``"retry"``,
       ``"budget_exhausted"``, ``"deadline"``), for telemetry.
@@ -359,12 +392,14 @@ class Attempt:
     __slots__ = (
         "_ends",
         "_finished",
+        "_headers",
         "_held",
         "_pool",
         "_shard",
         "bound_by",
         "call",
         "cancelled",
+        "content",
         "deadline",
         "decision",
         "delay",
@@ -374,7 +409,6 @@ class Attempt:
         "headers",
         "number",
         "probe",
-        "_headers",
         "response",
         "response_extensions",
         "sent_at",
@@ -403,6 +437,7 @@ class Attempt:
         self._headers: list[tuple[bytes, bytes]] | None = None
         self.response_extensions: dict[str, Any] | None = None
         self.stream: Any = None
+        self.content: bytes | None = None
         self.error: BaseException | None = None
         self.timed_out = False
         self.cancelled = False
@@ -417,6 +452,11 @@ class Attempt:
     def __repr__(self) -> str:
         endpoint = None if self.endpoint is None else self.endpoint.address
         return f"<Attempt {self.number} of {self.call!r} to {endpoint}>"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the attempt's accounting was released and its end phases ran."""
+        return self._finished
 
     @property
     def sent(self) -> bool:

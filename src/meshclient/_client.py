@@ -25,6 +25,7 @@ from typing import Any, TypedDict, Unpack
 import httpx
 
 from ._async._transport import AsyncMeshTransport
+from ._call import BUFFERED
 from ._compat import (
     AuthTypes,
     CookieTypes,
@@ -114,6 +115,23 @@ class Client(httpx.Client):
     def snapshot(self) -> dict[str, Any]:
         """Live state: services → endpoints with load and latency estimate; budgets."""
         return self._mesh_transport.snapshot()
+
+    def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: AuthTypes | UseClientDefault | None = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: bool | UseClientDefault = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        # Unless streamed, the mesh reads the body within the attempt (``Call.buffered``).
+        token = BUFFERED.set(not stream)
+        try:
+            return super().send(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        finally:
+            BUFFERED.reset(token)
 
     def request(
         self,
@@ -230,6 +248,23 @@ class AsyncClient(httpx.AsyncClient):
     def snapshot(self) -> dict[str, Any]:
         """Live state: services → endpoints with load and latency estimate; budgets."""
         return self._mesh_transport.snapshot()
+
+    async def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: AuthTypes | UseClientDefault | None = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: bool | UseClientDefault = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        # Unless streamed, the mesh reads the body within the attempt (``Call.buffered``).
+        token = BUFFERED.set(not stream)
+        try:
+            return await super().send(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        finally:
+            BUFFERED.reset(token)
 
     async def request(
         self,

@@ -307,8 +307,10 @@ class _Balancing(AttemptModule):
 
     def on_outcome(self, attempt: Attempt) -> None:
         error = attempt.error
-        if error is not None and not isinstance(error, RESENDABLE):
-            return  # a bad request fails the same anywhere: nothing learnt about the endpoint
+        if error is not None and (attempt.status is not None or not isinstance(error, RESENDABLE)):
+            # A body that failed after its head (the head's latency was learnt), or a bad
+            # request, which fails the same anywhere: nothing to learn about the endpoint.
+            return
         failed = error is not None or attempt.status >= 500  # type: ignore[operator]
         self._observe(attempt, attempt.ended_at, failed)  # type: ignore[arg-type]
 

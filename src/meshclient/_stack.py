@@ -18,7 +18,9 @@ phase               order                           may
                                                     raise to reject the call (never retried)
 ``on_attempt``      outermost first                 choose the endpoint, edit ``attempt.headers``,
                                                     set ``attempt.deadline``; raise to fail the call
-``on_outcome``      innermost first                 observe ``attempt.status`` or ``attempt.error``
+``on_outcome``      innermost first                 observe ``attempt.status`` or ``attempt.error``;
+                                                    runs again, with ``attempt.error``, if a
+                                                    streamed body fails after delivery
 ``retry``           innermost first, first answer   return seconds to wait before another attempt
 ``on_attempt_end``  innermost first, exactly once   release what ``on_attempt`` took
 ``on_call_end``     innermost first, exactly once   release what ``on_call`` took (``call.outcome``)
@@ -217,7 +219,11 @@ class AttemptModule(Module):
         """Before the attempt is sent; the modules above have run already."""
 
     def on_outcome(self, attempt: Attempt) -> None:
-        """The attempt has a response head (``attempt.status``) or an error (``attempt.error``)."""
+        """The attempt has a response head (``attempt.status``) or an error (``attempt.error``).
+
+        A streamed body that fails after its head was delivered changes the attempt's outcome:
+        this runs a second time, with ``attempt.error`` set next to ``attempt.status``.
+        """
 
     def on_attempt_end(self, attempt: Attempt) -> None:
         """The attempt is over: its response was closed or discarded, it failed, or its caller

@@ -147,14 +147,36 @@ def test_connection_closed_before_response_retries_only_idempotent(mesh, backend
     assert broken.count(method="GET") == 3
 
 
-def test_connection_closed_mid_body_reaches_the_caller(mesh, backend_factory) -> None:
+def test_a_body_cut_short_is_retried_when_the_caller_has_seen_nothing(
+    mesh, backend_factory
+) -> None:
+    """A non-streamed call reads the body within its attempt: a cut is a failed attempt."""
     broken = backend_factory("broken")
     broken.behave(close_mid_response=True)
     client = mesh(services={"users": service(broken.address)}, policy=RETRY3)
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         client.get("http://users/")
+    assert broken.count() == 3
+    assert client.outstanding() == 0
+    (endpoint,) = client.snapshot()["services"]["users"]["endpoints"]
+    assert endpoint["health"]["consecutive_failures"] == 3  # each cut counted against it
+
+
+def test_a_streamed_body_cut_short_reaches_the_caller_and_counts_against_the_endpoint(
+    mesh, backend_factory
+) -> None:
+    broken = backend_factory("broken")
+    broken.behave(close_mid_response=True)
+    client = mesh(services={"users": service(broken.address)}, policy=RETRY3)
+    with (
+        client.stream("GET", "http://users/") as response,
+        pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)),
+    ):
+        response.read()
     assert broken.count() == 1
     assert client.outstanding() == 0
+    (endpoint,) = client.snapshot()["services"]["users"]["endpoints"]
+    assert endpoint["health"]["consecutive_failures"] == 1
 
 
 def test_retry_avoids_the_endpoint_that_just_failed(mesh, backend_factory) -> None:

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import random
 import ssl
+import warnings
 from collections.abc import AsyncIterator, Callable, Mapping
+from time import monotonic
 from typing import Any
 
-import anyio
 import httpcore
 import httpx
 
-from .._attempts import DISCARD_READ_LIMIT, attempt_extensions, attempt_url
-from .._call import Attempt, Call
+from .._attempts import DEADLINE, DISCARD_READ_LIMIT, attempt_extensions, attempt_url
+from .._call import DROPPED, Attempt, Call
+from .._io import exchange_async, next_chunk_async, sleep_async
 from .._mesh import Mesh, ServicesArg
 from .._modules import settle_async
 from .._names import DEADLINE_HEADER
@@ -29,6 +31,7 @@ from .._pool import DEFAULT_LIMITS, PoolFactory
 from .._stack import Stack
 from .._telemetry import Telemetry
 from .._validate import check_transport
+from ._network import AsyncDeadlineBackend
 
 __all__ = ["AsyncMeshTransport"]
 
@@ -80,6 +83,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
                 http2=http2,
                 limits=limits,
                 proxy=proxy,
+                network_backend=AsyncDeadlineBackend(),
             )
         self._factory = factory
         self._mesh = Mesh(
@@ -96,6 +100,9 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        dropped = DROPPED
+        while dropped:  # responses garbage-collected unclosed: their attempts end here
+            dropped.popleft().finish()
         call = self._mesh.call(request)
         try:
             return await self._run(call)
@@ -133,7 +140,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
                     delay = call.attempt_answered(attempt)
                     if delay is None:
                         return _deliver(attempt)
-                    await _discard(attempt.stream)
+                    await _discard(attempt)
                 except BaseException:
                     call.abandon(attempt)
                     raise
@@ -141,7 +148,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             try:
                 sleep = self._mesh.sleep
                 if sleep is None:
-                    await anyio.sleep(delay)
+                    await sleep_async(delay)
                 else:
                     sleep(delay)
             except BaseException:
@@ -149,7 +156,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
                 raise
 
     async def _send(self, attempt: Attempt) -> None:
-        """Send the attempt to the bottom: the user's transport, or meshclient's pools."""
+        """Send the attempt to the bottom, and read its body when the caller buffers it."""
         call = attempt.call
         request = call.request
         transport = call.transport
@@ -162,7 +169,9 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
                 extensions=attempt_extensions(attempt),
             )
             attempt.begin(None)
-            response = await transport.handle_async_request(physical)
+            deadline = attempt.deadline
+            left = None if deadline is None else deadline - call.clock()
+            response = await exchange_async(transport, physical, left, call.buffered)
             attempt.response = response
             attempt.status = response.status_code
             attempt.stream = response.stream
@@ -182,11 +191,18 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             extensions=attempt_extensions(attempt),
         )
         shard = attempt.begin(endpoint.pool if scheme == _HTTP else endpoint.tls_pool)
-        response = await shard.pool.handle_async_request(core)
-        attempt.status = response.status
-        attempt._headers = response.headers
-        attempt.stream = response.stream
-        attempt.response_extensions = response.extensions
+        # The pools' network backend ends every read and write by this deadline.
+        token = DEADLINE.set(attempt.deadline if call.clock is monotonic else None)
+        try:
+            response = await shard.pool.handle_async_request(core)
+            attempt.status = response.status
+            attempt._headers = response.headers
+            attempt.stream = response.stream
+            attempt.response_extensions = response.extensions
+            if call.buffered:
+                attempt.content = await _read(response.stream)
+        finally:
+            DEADLINE.reset(token)
 
     def snapshot(self) -> dict[str, Any]:
         """Live state: services → endpoints with load and latency estimate; budgets."""
@@ -203,48 +219,96 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
 
 
 class AsyncResponseStream(httpx.AsyncByteStream):
-    """The delivered body: maps errors to httpx's and finishes the attempt when closed."""
+    """A body the caller streams: read by the call's deadline, errors mapped to httpx's, and
+    the attempt finished when it is closed (or, with a ``ResourceWarning``, when dropped)."""
 
-    __slots__ = ("_attempt",)
+    __slots__ = ("_attempt", "_open")
 
     def __init__(self, attempt: Attempt) -> None:
         self._attempt = attempt
+        self._open = True
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         attempt = self._attempt
+        call = attempt.call
+        # ``Timeout.total`` bounds the whole exchange, a streamed body included.
+        deadline = call.deadline
+        transport = call.transport
+        iterator = attempt.stream.__aiter__()
         try:
-            async for part in attempt.stream:
+            while True:
+                if transport is None:
+                    token = DEADLINE.set(deadline if call.clock is monotonic else None)
+                    try:
+                        part = await iterator.__anext__()
+                    finally:
+                        DEADLINE.reset(token)
+                else:
+                    left = None if deadline is None else deadline - call.clock()
+                    part = await next_chunk_async(iterator, left, call.request)
                 yield part
+        except StopAsyncIteration:
+            return
         except Exception as exc:
-            raise attempt.call.stream_failed(attempt, exc) from exc
+            raise call.stream_failed(attempt, exc) from exc
 
     async def aclose(self) -> None:
+        self._open = False
         attempt = self._attempt
         try:
             await attempt.stream.aclose()
         finally:
             attempt.finish()
 
+    def __del__(self) -> None:
+        if self._open and not self._attempt.finished:
+            warnings.warn(
+                f"a response of service {self._attempt.call.service!r} was never closed: "
+                "close it (or use it as a context manager) to give its connection back",
+                ResourceWarning,
+                stacklevel=1,
+            )
+            # Not here: a collector may run while this thread holds the endpoint's lock.
+            DROPPED.append(self._attempt)
+
 
 def _deliver(attempt: Attempt) -> httpx.Response:
-    """The response for the caller; the attempt finishes when the caller closes it."""
+    """The response for the caller; a streamed one finishes its attempt when closed."""
     response = attempt.response
     if response is None:  # meshclient's pools: an httpcore response
+        content = attempt.content
+        if content is not None:  # read in full already: nothing is left to hold
+            attempt.finish()
+            stream: httpx.AsyncByteStream = httpx.ByteStream(content)
+        else:
+            stream = AsyncResponseStream(attempt)
         return httpx.Response(
             status_code=attempt.status,  # type: ignore[arg-type]
             headers=attempt.response_headers,
-            stream=AsyncResponseStream(attempt),
+            stream=stream,
             extensions=attempt.response_extensions,
         )
     if response.is_closed:
-        attempt.finish()  # your transport read it in full: nothing is left to hold
+        attempt.finish()  # read in full already: nothing is left to hold
     else:
         response.stream = AsyncResponseStream(attempt)
     return response
 
 
-async def _discard(stream: Any) -> None:
+async def _read(stream: Any) -> bytes:
+    """A whole body, for a caller that reads it before seeing the response."""
+    try:
+        return b"".join([part async for part in stream])
+    finally:
+        await stream.aclose()
+
+
+async def _discard(attempt: Attempt) -> None:
     """Close a response before a retry, reading a small body first to keep the connection."""
+    response = attempt.response
+    if attempt.content is not None or (response is not None and response.is_closed):
+        return  # read in full and closed already
+    stream = attempt.stream
     try:
         read = 0
         async for chunk in stream:
