@@ -158,3 +158,33 @@ def test_lifespan_passes_through() -> None:
 def test_bad_header_option() -> None:
     with pytest.raises(TypeError, match="header"):
         DeadlineMiddleware(lambda *a: None, header="")  # type: ignore[arg-type,return-value]
+
+
+def test_a_floor_raises_a_budget_too_short_to_use(serve: Any) -> None:
+    """At the edge, a hostile or broken ``0`` must not fail every call the request makes."""
+    seen = serve({"x-meshclient-timeout-ms": "0"}, floor=0.5)
+    assert_budget_left(seen.time_left, 0.5, seen.spent)
+
+
+def test_a_cap_shortens_a_budget_but_invents_none(serve: Any) -> None:
+    seen = serve({"grpc-timeout": "100S"}, cap=2.0)
+    assert_budget_left(seen.time_left, 2.0, seen.spent)
+    assert serve({}, cap=2.0).time_left is None
+
+
+def test_inbound_deadlines_can_be_ignored_altogether(serve: Any) -> None:
+    headers = {"x-meshclient-timeout-ms": "5", "grpc-timeout": "5m"}
+    assert serve(headers, ignore_deadlines=True).time_left is None
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"floor": -1}, r"DeadlineMiddleware.floor must be a finite number .* -1"),
+        ({"cap": float("inf")}, r"DeadlineMiddleware.cap must be .* inf"),
+        ({"floor": 2, "cap": 1}, r"DeadlineMiddleware.floor must not exceed cap \(1\), got 2"),
+    ],
+)
+def test_bad_floor_or_cap_fails_at_construction(options: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DeadlineMiddleware(lambda *a: None, **options)  # type: ignore[arg-type,return-value]

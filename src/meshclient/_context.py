@@ -52,8 +52,10 @@ def deadline_scope(seconds: float | None) -> Iterator[None]:
     if seconds is not None:
         if isinstance(seconds, bool) or not isinstance(seconds, int | float):
             raise TypeError(f"deadline_scope: seconds must be a number or None, got {seconds!r}")
-        if math.isnan(seconds):
-            raise ValueError(f"deadline_scope: seconds must be a number, got {seconds!r}")
+        if not math.isfinite(seconds):
+            raise ValueError(
+                f"deadline_scope: seconds must be a finite number or None, got {seconds!r}"
+            )
         mine = time.monotonic() + seconds
         if deadline is None or mine < deadline:
             deadline = mine

@@ -200,6 +200,12 @@ class Mesh:
         route = self.routes.get(url.host)
         if route is None:
             route = self._passthrough(url)
+        elif url.port is not None:
+            raise httpx.InvalidURL(
+                f"{str(url)!r}: {route.name!r} is a mesh service, whose endpoints and their "
+                "ports come from its discovery; a port in its URL would be ignored. Drop the "
+                "port, or call an endpoint's own address to bypass the mesh"
+            )
         policy = route.policy
         override = request.extensions.get(POLICY_EXTENSION)
         if override is not None:

@@ -28,7 +28,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 import attrs
 import httpx
@@ -74,8 +74,33 @@ _KNOWN_METHODS: Final = frozenset(
     {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"}
 )
 #: Query parameters whose values are secrets (semantic conventions' default list).
-_SECRET_PARAMS: Final = frozenset({"AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"})
+#: Query parameters whose values never reach ``url.full``, compared case-insensitively: the
+#: semantic conventions' list, the usual cloud signatures and credentials, and OAuth tokens.
+REDACTED_QUERY_PARAMS: Final = frozenset(
+    {
+        "AWSAccessKeyId",
+        "Signature",
+        "sig",
+        "X-Goog-Signature",
+        "X-Goog-Credential",
+        "X-Amz-Signature",
+        "X-Amz-Credential",
+        "X-Amz-Security-Token",
+        "access_token",
+        "api_key",
+        "apikey",
+        "client_secret",
+        "code",
+        "id_token",
+        "key",
+        "password",
+        "refresh_token",
+        "secret",
+        "token",
+    }
+)
 _REDACTED: Final = "REDACTED"
+_DEFAULT_SECRETS: Final = frozenset(name.lower() for name in REDACTED_QUERY_PARAMS)
 #: Attribute dicts cached per route; beyond this (odd methods, many statuses) build afresh.
 _CACHE_LIMIT: Final = 512
 
@@ -84,6 +109,14 @@ def _check_hooks(_inst: object, _attr: object, value: tuple[object, ...]) -> Non
     for hook in value:
         if not callable(hook):
             raise TypeError(f"Telemetry.hooks must be callables taking an event, got {hook!r}")
+
+
+def _to_names(value: Any) -> frozenset[str]:
+    if isinstance(value, str) or not all(isinstance(name, str) for name in value):
+        raise TypeError(
+            f"Telemetry.redact_query must be a collection of parameter names, got {value!r}"
+        )
+    return frozenset(name.lower() for name in value)
 
 
 def _check_provider(method: str) -> Any:
@@ -103,7 +136,12 @@ class Telemetry:
     ``tracer_provider`` / ``meter_provider``: OpenTelemetry providers; ``None`` (the
     default) means the global ones, resolved lazily, so an SDK configured after the client
     was built is still used. ``hooks``: callables fed each event (``meshclient.hooks``).
+    ``redact_query``: query parameters whose values ``url.full`` shows as ``REDACTED``
+    (any case); extend the default with ``Telemetry.default_redact_query | {"my_key"}``.
     """
+
+    #: The query parameters ``redact_query`` hides unless given others.
+    default_redact_query: ClassVar[frozenset[str]] = REDACTED_QUERY_PARAMS
 
     tracer_provider: trace.TracerProvider | None = attrs.field(
         default=None, validator=_check_provider("get_tracer")
@@ -112,6 +150,7 @@ class Telemetry:
         default=None, validator=_check_provider("get_meter")
     )
     hooks: tuple[Hook, ...] = attrs.field(default=(), converter=tuple, validator=_check_hooks)
+    redact_query: frozenset[str] = attrs.field(default=REDACTED_QUERY_PARAMS, converter=_to_names)
 
 
 class _RouteSource(Protocol):
@@ -304,16 +343,19 @@ def _error_type(error: BaseException | None, status: int | None) -> str | None:
     return None
 
 
-def redact_url(url: httpx.URL) -> str:
-    """``url.full`` as the semantic conventions want it: no credentials, no signatures."""
+def redact_url(url: httpx.URL, secrets: frozenset[str] = _DEFAULT_SECRETS) -> str:
+    """``url.full`` as the semantic conventions want it: no credentials, no signatures.
+
+    ``secrets`` are lower-case parameter names.
+    """
     if url.userinfo:
         url = url.copy_with(username=_REDACTED, password=_REDACTED)
     if url.query:
         params = url.params
-        if any(key in _SECRET_PARAMS for key in params):
+        if any(key.lower() in secrets for key in params):
             url = url.copy_with(
                 params=[
-                    (key, _REDACTED if key in _SECRET_PARAMS else value)
+                    (key, _REDACTED if key.lower() in secrets else value)
                     for key, value in params.multi_items()
                 ]
             )
@@ -327,6 +369,7 @@ class MeshTelemetry:
         self.tracer = trace.get_tracer(n.SCOPE, _VERSION, tracer_provider=telemetry.tracer_provider)
         self.instruments = _instruments_for(telemetry.meter_provider)
         self.hooks = _Hooks(telemetry.hooks)
+        self.redact = telemetry.redact_query
         self.deadline_header = (
             None if deadline_header is None else deadline_header.lower().encode("ascii")
         )
@@ -355,6 +398,7 @@ class RouteTelemetry:
         "_counter_attrs",
         "hooks",
         "instruments",
+        "redact",
         "service",
         "service_attrs",
         "tracer",
@@ -365,6 +409,7 @@ class RouteTelemetry:
         self.tracer = mesh.tracer
         self.instruments = mesh.instruments
         self.hooks = mesh.hooks
+        self.redact = mesh.redact
         self.service_attrs: dict[str, Any] = {n.SERVICE: service}
         self._call_attrs: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
         self._attempt_attrs: dict[tuple[str, int], dict[str, Any]] = {}
@@ -507,7 +552,7 @@ class RouteTelemetry:
         # A recording call span predicts a recording attempt span (its child): then
         # ``url.full`` goes in at the start, with the rest, rather than in a later
         # ``set_attribute``; with no SDK it is never computed.
-        url = redact_url(request.url) if call.span.is_recording() else None
+        url = redact_url(request.url, self.redact) if call.span.is_recording() else None
         resends = attempt.number - 1
         if url is not None or resends:
             attributes = {**attributes}
@@ -525,7 +570,7 @@ class RouteTelemetry:
             inject: Context = parent
         else:
             if url is None and span.is_recording():  # a sampler that decided otherwise
-                span.set_attribute(n.URL_FULL, redact_url(request.url))
+                span.set_attribute(n.URL_FULL, redact_url(request.url, self.redact))
             inject = set_span_in_context(span, parent)
         propagate.get_global_textmap().inject(attempt.headers, inject, _SETTER)
 

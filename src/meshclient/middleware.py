@@ -20,6 +20,7 @@ in force while the application callable runs, not while a lazy response body is 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Final, TypeAlias
@@ -30,6 +31,7 @@ from opentelemetry.propagators.textmap import Getter
 
 from ._context import _DEADLINE, timeout_from_headers
 from ._names import DEADLINE_HEADER
+from ._validate import check_number
 
 __all__ = ["DeadlineMiddleware", "WSGIDeadlineMiddleware"]
 
@@ -64,6 +66,10 @@ _DICT_GETTER: Final = _DictGetter()
 _ENVIRON_GETTER: Final = _EnvironGetter()
 
 
+def _seconds(value: float) -> bool:
+    return math.isfinite(value) and value >= 0
+
+
 def _environ_key(header: str) -> str:
     return "HTTP_" + header.upper().replace("-", "_")
 
@@ -72,23 +78,54 @@ class _Settings:
     """What both middlewares read, validated once."""
 
     def __init__(
-        self, header: str | None, grpc_timeout: bool, envoy_timeout: bool, trace_context: bool
+        self,
+        owner: str,
+        header: str | None,
+        grpc_timeout: bool,
+        envoy_timeout: bool,
+        trace_context: bool,
+        ignore_deadlines: bool,
+        floor: float | None,
+        cap: float | None,
     ) -> None:
         if header is not None and (not isinstance(header, str) or not header):
-            raise TypeError(f"header must be a header name or None, got {header!r}")
+            raise TypeError(f"{owner}.header must be a header name or None, got {header!r}")
+        for field, value in (("floor", floor), ("cap", cap)):
+            if value is not None:
+                check_number(
+                    owner, field, value, "a finite number of seconds >= 0 or None", _seconds
+                )
+        if floor is not None and cap is not None and floor > cap:
+            raise ValueError(f"{owner}.floor must not exceed cap ({cap!r}), got {floor!r}")
         self.header = None if header is None else header.lower()
         self.grpc_timeout = bool(grpc_timeout)
         self.envoy_timeout = bool(envoy_timeout)
         self.trace_context = bool(trace_context)
+        self.ignore_deadlines = bool(ignore_deadlines)
+        self.floor = floor
+        self.cap = cap
 
-    def enter(self, arrived: float, get: Callable[[str], str | None], extract: Any) -> Any:
-        """Set the deadline and trace context; returns what ``exit`` needs to undo them."""
+    def budget(self, get: Callable[[str], str | None]) -> float | None:
+        """Seconds the caller gives this request: what its headers say, floored and capped."""
+        if self.ignore_deadlines:
+            return None
         budget = timeout_from_headers(
             get,
             header=self.header,
             grpc_timeout=self.grpc_timeout,
             envoy_timeout=self.envoy_timeout,
         )
+        if budget is None:
+            return None
+        if self.floor is not None and budget < self.floor:
+            budget = self.floor
+        if self.cap is not None and budget > self.cap:
+            budget = self.cap
+        return budget
+
+    def enter(self, arrived: float, get: Callable[[str], str | None], extract: Any) -> Any:
+        """Set the deadline and trace context; returns what ``exit`` needs to undo them."""
+        budget = self.budget(get)
         deadline_token = None
         if budget is not None:
             deadline = arrived + budget
@@ -118,6 +155,11 @@ class DeadlineMiddleware:
     ``grpc_timeout`` / ``envoy_timeout``: also honour ``grpc-timeout`` and
     ``x-envoy-expected-rq-timeout-ms``. ``trace_context``: make the caller's trace
     context current when no span is.
+
+    At the edge, where callers are not yours: ``ignore_deadlines=True`` honours no inbound
+    deadline at all; ``floor`` (seconds) raises a budget shorter than that to it, so a hostile
+    or broken ``0`` cannot make every call fail at once; ``cap`` (seconds) shortens a budget
+    longer than that (a request with no deadline header stays without one).
     """
 
     def __init__(
@@ -128,9 +170,21 @@ class DeadlineMiddleware:
         grpc_timeout: bool = True,
         envoy_timeout: bool = True,
         trace_context: bool = True,
+        ignore_deadlines: bool = False,
+        floor: float | None = None,
+        cap: float | None = None,
     ) -> None:
         self.app = app
-        self._settings = _Settings(header, grpc_timeout, envoy_timeout, trace_context)
+        self._settings = _Settings(
+            type(self).__name__,
+            header,
+            grpc_timeout,
+            envoy_timeout,
+            trace_context,
+            ignore_deadlines,
+            floor,
+            cap,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in _ASGI_TYPES:
@@ -165,9 +219,21 @@ class WSGIDeadlineMiddleware:
         grpc_timeout: bool = True,
         envoy_timeout: bool = True,
         trace_context: bool = True,
+        ignore_deadlines: bool = False,
+        floor: float | None = None,
+        cap: float | None = None,
     ) -> None:
         self.app = app
-        self._settings = _Settings(header, grpc_timeout, envoy_timeout, trace_context)
+        self._settings = _Settings(
+            type(self).__name__,
+            header,
+            grpc_timeout,
+            envoy_timeout,
+            trace_context,
+            ignore_deadlines,
+            floor,
+            cap,
+        )
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]

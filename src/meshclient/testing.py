@@ -197,6 +197,10 @@ class Behaviour:
     the request and closes without a byte. ``body=None`` means the JSON body
     ``{"backend": <name>, "n": <request number>}``.
 
+    ``trickle_head`` and ``trickle_body`` (seconds) send the response's head, or its body, one
+    byte at a time with that pause after each: every read returns quickly, only the whole is
+    slow (a slow-loris upstream, a congested link).
+
     ``fail_rate`` (0..1) makes a flaky instance: that share of requests, drawn from the
     backend's seeded RNG (``Backend(seed=...)``, so a run is repeatable for the same sequence
     of requests), is answered with ``fail_status`` (default 503) instead of ``status``.
@@ -204,6 +208,8 @@ class Behaviour:
 
     status: int = attrs.field(default=200, validator=_check_status)
     delay: float = attrs.field(default=0.0, validator=_check_delay)
+    trickle_head: float = attrs.field(default=0.0, validator=_check_delay)
+    trickle_body: float = attrs.field(default=0.0, validator=_check_delay)
     retry_after: float | str | None = attrs.field(default=None, validator=_check_retry_after)
     body: bytes | None = attrs.field(default=None, converter=_to_body)
     hang: bool = attrs.field(default=False, validator=_check_flag)
@@ -496,6 +502,8 @@ class Backend(_LoopServer):
         *,
         status: int = 200,
         delay: float = 0.0,
+        trickle_head: float = 0.0,
+        trickle_body: float = 0.0,
         retry_after: float | str | None = None,
         body: bytes | str | None = None,
         hang: bool = False,
@@ -510,6 +518,8 @@ class Backend(_LoopServer):
         behaviour = Behaviour(
             status=status,
             delay=delay,
+            trickle_head=trickle_head,
+            trickle_body=trickle_body,
             retry_after=retry_after,
             body=body,
             hang=hang,
@@ -684,8 +694,12 @@ class Backend(_LoopServer):
                 writer.write(self._head(behaviour, 1000, keep_alive=True) + b"x" * 10)
                 await writer.drain()
                 return
-            writer.write(self._response(behaviour, n, method, keep_alive))
-            await writer.drain()
+            response = self._response(behaviour, n, method, keep_alive)
+            if behaviour.trickle_head or behaviour.trickle_body:
+                await _trickle(writer, response, behaviour)
+            else:
+                writer.write(response)
+                await writer.drain()
             if not keep_alive:
                 return
 
@@ -1155,6 +1169,17 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes | None:
             return None
         parts.append(data[:-2])
     return None
+
+
+async def _trickle(writer: asyncio.StreamWriter, response: bytes, behaviour: Behaviour) -> None:
+    """Send ``response`` a byte at a time, pausing after each byte of the head or body."""
+    split = response.index(b"\r\n\r\n") + 4
+    for i in range(len(response)):
+        writer.write(response[i : i + 1])
+        await writer.drain()
+        pause = behaviour.trickle_head if i < split else behaviour.trickle_body
+        if pause:
+            await asyncio.sleep(pause)
 
 
 async def _black_hole(reader: asyncio.StreamReader) -> None:

@@ -10,6 +10,7 @@ from it, and CI fails if the two drift apart.
 
 from __future__ import annotations
 
+import logging
 import random
 import ssl
 import warnings
@@ -34,6 +35,8 @@ from .._validate import check_transport
 from ._network import AsyncDeadlineBackend
 
 __all__ = ["AsyncMeshTransport"]
+
+logger = logging.getLogger("meshclient")
 
 _HTTP = b"http"
 
@@ -100,9 +103,8 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        dropped = DROPPED
-        while dropped:  # responses garbage-collected unclosed: their attempts end here
-            dropped.popleft().finish()
+        while DROPPED:  # responses garbage-collected unclosed: their attempts end here
+            await _drop(DROPPED.popleft())
         call = self._mesh.call(request)
         try:
             return await self._run(call)
@@ -293,6 +295,16 @@ def _deliver(attempt: Attempt) -> httpx.Response:
     else:
         response.stream = AsyncResponseStream(attempt)
     return response
+
+
+async def _drop(attempt: Attempt) -> None:
+    """End the attempt of a response its caller dropped unclosed: connection, then accounting."""
+    try:
+        await attempt.stream.aclose()
+    except Exception:  # the connection is going anyway; its error concerns no caller
+        logger.debug("meshclient: closing a dropped response failed", exc_info=True)
+    finally:
+        attempt.finish()
 
 
 async def _read(stream: Any) -> bytes:

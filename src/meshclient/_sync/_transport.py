@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import ssl
 import warnings
@@ -26,6 +27,8 @@ from .._validate import check_transport
 from ._network import DeadlineBackend
 
 __all__ = ["MeshTransport"]
+
+logger = logging.getLogger("meshclient")
 
 _HTTP = b"http"
 
@@ -92,9 +95,8 @@ class MeshTransport(httpx.BaseTransport):
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        dropped = DROPPED
-        while dropped:  # responses garbage-collected unclosed: their attempts end here
-            dropped.popleft().finish()
+        while DROPPED:  # responses garbage-collected unclosed: their attempts end here
+            _drop(DROPPED.popleft())
         call = self._mesh.call(request)
         try:
             return self._run(call)
@@ -285,6 +287,16 @@ def _deliver(attempt: Attempt) -> httpx.Response:
     else:
         response.stream = ResponseStream(attempt)
     return response
+
+
+def _drop(attempt: Attempt) -> None:
+    """End the attempt of a response its caller dropped unclosed: connection, then accounting."""
+    try:
+        attempt.stream.close()
+    except Exception:  # the connection is going anyway; its error concerns no caller
+        logger.debug("meshclient: closing a dropped response failed", exc_info=True)
+    finally:
+        attempt.finish()
 
 
 def _read(stream: Any) -> bytes:
