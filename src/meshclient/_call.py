@@ -150,6 +150,14 @@ class Call:
             state = self._state = {}
         return state
 
+    def ready_wait(self) -> float:
+        """Seconds to wait for the service's first endpoint set: the deadline's time left,
+        or the service's ``ready_timeout`` without a deadline."""
+        left = self.time_left()
+        if left is None:
+            return self.route.service.ready_timeout
+        return left if left > 0.0 else 0.0
+
     def time_left(self) -> float | None:
         """Seconds until ``deadline`` (negative once it passed), or ``None`` without one."""
         deadline = self.deadline
@@ -223,15 +231,7 @@ class Call:
             raise self._fail(self.deadline_exceeded(now))
         route = self.route
         if not route.available:
-            raise self._fail(
-                NoEndpointsError(
-                    f"service {self.service!r} has no endpoints",
-                    request=self.request,
-                    attempts=self.attempts,
-                    endpoints=[state.address for state in self.tried],
-                    elapsed=now - self.start,
-                )
-            )
+            raise self._fail(self._no_endpoints(now))
         attempt = Attempt(self, now)
         self._attempt = attempt
         for on_attempt, entered in route.attempt_start:
@@ -328,6 +328,23 @@ class Call:
             attempt.finish()
         else:
             self._end()
+
+    def _no_endpoints(self, now: float) -> NoEndpointsError:
+        health = self.route.service.discovery_health()
+        source = health["source"]
+        if not health["ready"]:
+            why = f"its discovery ({source}) has produced no endpoint set yet"
+        else:
+            why = f"its discovery ({source}) lists none"
+        if health["last_error"] is not None:
+            why += f"; last error: {health['last_error']}"
+        return NoEndpointsError(
+            f"service {self.service!r} has no endpoints: {why}",
+            request=self.request,
+            attempts=self.attempts,
+            endpoints=[state.address for state in self.tried],
+            elapsed=now - self.start,
+        )
 
     def _observed(self, attempt: Attempt) -> None:
         """Tell the attempt modules its outcome; one that raises is logged, not fatal."""

@@ -30,6 +30,7 @@ class EndpointState:
         "rtt_stamp",
         "tls_pool",
         "weight",
+        "zone",
     )
 
     def __init__(self, host: str, port: int, weight: float, *, initial_rtt: float, now: float):
@@ -39,6 +40,8 @@ class EndpointState:
         self.raw_host = host.encode("ascii")
         #: Relative share of traffic from discovery (1.0 = normal).
         self.weight = weight
+        #: Where the endpoint runs, from discovery (``None``: unknown).
+        self.zone: str | None = None
         #: Attempts sent to this endpoint whose response has not been closed yet.
         self.outstanding = 0
         #: Peak-EWMA latency estimate in seconds, as of ``rtt_stamp`` (clock seconds).

@@ -8,6 +8,7 @@ form checks the deadline as soon as the call returns instead.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -15,13 +16,19 @@ import anyio
 import httpx
 
 __all__ = [
+    "READY_POLL",
     "exchange_async",
     "exchange_sync",
     "next_chunk_async",
     "next_chunk_sync",
     "sleep_async",
     "sleep_sync",
+    "wait_ready_async",
+    "wait_ready_sync",
 ]
+
+#: Seconds between looks at a service's readiness from an event loop (a thread sets it).
+READY_POLL = 0.005
 
 
 def _late(request: httpx.Request) -> httpx.ReadTimeout:
@@ -34,6 +41,18 @@ async def sleep_async(seconds: float) -> None:
 
 def sleep_sync(seconds: float) -> None:
     time.sleep(seconds)
+
+
+async def wait_ready_async(ready: threading.Event, timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for ``ready``, set by a discovery thread, never blocking
+    the event loop (a start-up wait: polling costs nothing worth a cross-thread wake-up)."""
+    deadline = time.monotonic() + timeout
+    while not ready.is_set() and time.monotonic() < deadline:
+        await anyio.sleep(READY_POLL)
+
+
+def wait_ready_sync(ready: threading.Event, timeout: float) -> None:
+    ready.wait(timeout)
 
 
 async def exchange_async(

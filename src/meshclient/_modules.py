@@ -284,26 +284,42 @@ class _Balancing(AttemptModule):
         self.service = service
         self.balancer = balancer
         self.decay = balancer.decay
+        self.zone = service.service.zone
         self._lock = threading.Lock()
         self._version = -1
         self._picker: Picker = balancer.prepare(())
+        #: With a zone: the picker over the zone's endpoints while enough are available.
+        self._local: Picker | None = None
 
     def on_attempt(self, attempt: Attempt) -> None:
         service = self.service
-        picker = self._picker
         if service.version != self._version:
-            picker = self._rebuild()
-        attempt.endpoint = picker.pick(attempt.call.tried, attempt.started)
+            self._rebuild()
+        tried = attempt.call.tried
+        local = self._local
+        if local is not None and not (tried and all(e in tried for e in local.endpoints)):
+            attempt.endpoint = local.pick(tried, attempt.started)
+        else:  # no zone preference, or the zone's endpoints all failed this call: spill over
+            attempt.endpoint = self._picker.pick(tried, attempt.started)
 
-    def _rebuild(self) -> Picker:
-        """A picker over the set attempts may go to now; rebuilt only when it changed."""
+    def _rebuild(self) -> None:
+        """Pickers over the set attempts may go to now; rebuilt only when it changed."""
         with self._lock:
             service = self.service
             version = service.version  # before the set: a newer set never gets an older version
-            if version != self._version:
-                self._picker = self.balancer.prepare(service.available)
-                self._version = version
-            return self._picker
+            if version == self._version:
+                return
+            available = service.available
+            self._picker = self.balancer.prepare(available)
+            self._local = None
+            zone = self.zone
+            if zone is not None:
+                local = tuple(e for e in available if e.zone == zone)
+                listed = sum(1 for e in service.endpoints if e.zone == zone)
+                # Stay home while at least half of the zone's endpoints can take traffic.
+                if local and 2 * len(local) >= listed:
+                    self._local = self.balancer.prepare(local)
+            self._version = version
 
     def on_outcome(self, attempt: Attempt) -> None:
         error = attempt.error

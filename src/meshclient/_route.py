@@ -81,6 +81,8 @@ class Route:
         #: Only requests to mesh services carry the deadline header; pass-through hosts do not.
         self.deadline_header = None if passthrough else telemetry.deadline_header
         self.endpoints: tuple[EndpointState, ...] = ()
+        #: Set once discovery delivered its first set (calls made before it wait for it).
+        self.ready = threading.Event()
         self.available: tuple[EndpointState, ...] = ()
         self.version = 0
         self._states: dict[tuple[str, int], EndpointState] = {}
@@ -157,6 +159,7 @@ class Route:
                     self._make_pools(state)
                 else:
                     state.weight = endpoint.weight
+                state.zone = getattr(endpoint, "zone", None)
                 states[key] = state
             self._states = states
             current = tuple(states.values())
@@ -167,6 +170,7 @@ class Route:
             for key, state in old.items():
                 if key not in states:
                     self._retire_pools(state)
+            self.ready.set()
         self.telemetry.discovery_updated(self.service.discovery.describe(), len(current))
 
     def discovery_error(self, error: BaseException) -> None:

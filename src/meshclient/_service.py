@@ -10,22 +10,26 @@ client to close stops it.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from ._balance import Balancer, PeakEwma
 from ._health import OutlierDetection
 from ._policy import UNSET, Policy, Unset
 from ._retry import RetryBudget
 from ._stack import Admission, Stack, _is_admission
-from ._validate import check_type
+from ._validate import check_number, check_type
 from .discovery import Discovery, Endpoint, StaticDiscovery
 
-__all__ = ["Service", "as_service"]
+__all__ = ["DEFAULT_READY_TIMEOUT", "Service", "as_service"]
 
 logger = logging.getLogger("meshclient")
+
+#: Seconds a call with no deadline waits for a service's first endpoint set.
+DEFAULT_READY_TIMEOUT: Final = 5.0
 
 
 class Subscriber(Protocol):
@@ -54,7 +58,10 @@ class Service:
     rules ``throttle``, ``breaker``, ``bulkhead`` and ``rate_limit`` (off unless given; any
     object with ``admit`` and ``release`` fits) are what the default stack's modules use.
     ``policy`` sits between the client's policy and each call's. ``stack`` replaces the
-    client's stack for this service only.
+    client's stack for this service only. ``zone`` keeps calls in the caller's zone while at
+    least half of that zone's endpoints are available. A call made before discovery produced
+    its first set waits for it, within its deadline or ``ready_timeout`` seconds (5 s) without
+    one.
 
     The balancer, budget and admission rules keep state, so one ``Service`` is one pool of
     load and budget; give two services their own objects unless they should share.
@@ -73,6 +80,8 @@ class Service:
         throttle: Admission | None = None,
         rate_limit: Admission | None = None,
         stack: Stack | None = None,
+        zone: str | None = None,
+        ready_timeout: float = DEFAULT_READY_TIMEOUT,
     ) -> None:
         if not isinstance(discovery, Discovery):
             discovery = StaticDiscovery(discovery)
@@ -94,6 +103,12 @@ class Service:
             _check_admission(field, value)
         if stack is not None:
             check_type("Service", "stack", stack, Stack)
+        if zone is not None and (not isinstance(zone, str) or not zone):
+            raise ValueError(f"Service.zone must be a non-empty string or None, got {zone!r}")
+        check_number(
+            "Service", "ready_timeout", ready_timeout, "a finite number of seconds >= 0",
+            lambda v: 0 <= v < math.inf,
+        )  # fmt: skip
         self.discovery = discovery
         self.balancer = balancer
         self.policy = policy
@@ -106,6 +121,12 @@ class Service:
         self.throttle = throttle
         self.rate_limit = rate_limit
         self.stack = stack
+        #: The caller's zone: attempts stay among endpoints of this zone while enough of them
+        #: are available (``BalancerModule``), ``None`` for no preference.
+        self.zone = zone
+        #: Seconds a call with no deadline waits for the first endpoint set (with a deadline,
+        #: it waits as long as the deadline allows).
+        self.ready_timeout = float(ready_timeout)
         # Discovery fan-out: started by the first subscriber, stopped with the last.
         self._lock = threading.RLock()
         self._subscribers: list[Subscriber] = []
@@ -118,7 +139,7 @@ class Service:
             f"Service({self.discovery!r}, balancer={self.balancer!r}, policy={self.policy!r}, "
             f"retry_budget={self.retry_budget!r}, outlier={self.outlier!r}, "
             f"breaker={self.breaker!r}, bulkhead={self.bulkhead!r}, throttle={self.throttle!r}, "
-            f"rate_limit={self.rate_limit!r})"
+            f"rate_limit={self.rate_limit!r}, zone={self.zone!r})"
         )
 
     # -- discovery, shared by every client ---------------------------------------------------
@@ -145,11 +166,14 @@ class Service:
             if subscriber not in self._subscribers:
                 return
             self._subscribers.remove(subscriber)
-            if not self._subscribers:
-                self._latest = None
-                if self._feed is not None:
-                    self._feed.closed = True  # a late report of the stopped run is ignored
-                self.discovery.close()
+            if self._subscribers:
+                return
+            self._latest = None
+            if self._feed is not None:
+                self._feed.closed = True  # a late report of the stopped run is ignored
+        # Outside the lock: a backend thread publishing right now must not wait for us while
+        # we wait for it to stop.
+        self.discovery.close()
 
     @property
     def subscribers(self) -> int:

@@ -23,7 +23,7 @@ import httpx
 
 from .._attempts import DEADLINE, DISCARD_READ_LIMIT, attempt_extensions, attempt_url
 from .._call import DROPPED, Attempt, Call
-from .._io import exchange_async, next_chunk_async, sleep_async
+from .._io import exchange_async, next_chunk_async, sleep_async, wait_ready_async
 from .._mesh import Mesh, ServicesArg
 from .._modules import settle_async
 from .._names import DEADLINE_HEADER
@@ -127,6 +127,9 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
                 call.refused(exc, entered)
                 raise
         call.admitted()
+        ready = call.route.ready
+        if not ready.is_set():  # discovery has not produced its first set yet: wait for it
+            await wait_ready_async(ready, call.ready_wait())
         delay: float | None
         while True:
             attempt = call.next_attempt()

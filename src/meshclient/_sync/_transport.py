@@ -15,7 +15,7 @@ import httpx
 
 from .._attempts import DEADLINE, DISCARD_READ_LIMIT, attempt_extensions, attempt_url
 from .._call import DROPPED, Attempt, Call
-from .._io import exchange_sync, next_chunk_sync, sleep_sync
+from .._io import exchange_sync, next_chunk_sync, sleep_sync, wait_ready_sync
 from .._mesh import Mesh, ServicesArg
 from .._modules import settle_sync
 from .._names import DEADLINE_HEADER
@@ -119,6 +119,9 @@ class MeshTransport(httpx.BaseTransport):
                 call.refused(exc, entered)
                 raise
         call.admitted()
+        ready = call.route.ready
+        if not ready.is_set():  # discovery has not produced its first set yet: wait for it
+            wait_ready_sync(ready, call.ready_wait())
         delay: float | None
         while True:
             attempt = call.next_attempt()
