@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import (
     async_throughput,
+    cut_off,
     discovery,
     health_faults,
     retry_storm,
@@ -40,6 +41,7 @@ SCENARIOS: dict[str, Callable[..., ScenarioResult]] = {
     telemetry_cost.NAME: telemetry_cost.run,
     async_throughput.NAME: async_throughput.run,
     tail_latency.NAME: tail_latency.run,
+    cut_off.NAME: cut_off.run,
     retry_storm.NAME: retry_storm.run,
     health_faults.OUTAGE_NAME: health_faults.run_partial_outage,
     health_faults.BLACK_HOLE_NAME: health_faults.run_black_hole,

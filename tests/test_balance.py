@@ -319,6 +319,16 @@ def test_peak_ewma_divides_cost_by_weight() -> None:
     assert {picker.pick((), 0.0) for _ in range(50)} == {heavy}
 
 
+@given(age=st.floats(0.02, 10.0), rtt=st.floats(1e-4, 0.019))
+def test_peak_ewma_counts_an_unanswered_attempt_as_at_least_its_age(age: float, rtt: float) -> None:
+    """A replica that just turned slow is avoided before its first slow answer arrives."""
+    waiting = endpoint(0, rtt=rtt, outstanding=1)
+    waiting.waiting_since = 100.0 - age  # its one attempt was sent ``age`` seconds ago
+    other = endpoint(1, rtt=0.01, outstanding=1)  # cost 0.02: less than waiting's 2 * age
+    picker = PeakEwma(rng=random.Random(0)).prepare((waiting, other))
+    assert {picker.pick((), 100.0) for _ in range(20)} == {other}
+
+
 def test_least_loaded_prefers_the_endpoint_with_fewer_outstanding() -> None:
     eps = tuple(endpoint(i, outstanding=i) for i in range(5))
     picker = LeastLoaded(rng=random.Random(1)).prepare(eps)

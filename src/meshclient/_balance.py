@@ -362,7 +362,9 @@ class PeakEwma(Balancer):
     """P2C on expected latency: ``rtt_estimate * (outstanding + 1) / weight`` (the default).
 
     The cost estimates how long this request would wait behind the endpoint's outstanding
-    ones (Finagle, Linkerd2), so a slow endpoint and a busy one are both avoided. The weight
+    ones (Finagle, Linkerd2), so a slow endpoint and a busy one are both avoided. The latency
+    used is never below the age of the endpoint's oldest attempt still waiting for its answer:
+    an endpoint that just turned slow is avoided before its first slow answer arrives. The weight
     divides the cost, as in Finagle: an endpoint of weight 2 is chosen over one of weight 1
     until it carries about twice the load. ``decay`` (seconds) is how fast the estimate forgets;
     ``default_rtt`` (seconds) is the starting estimate when no endpoint has been measured.
@@ -399,6 +401,14 @@ class _PeakEwmaPicker(_P2CPicker):
         decay = self._decay
         rtt_a = rtt_estimate(a, now, decay)
         rtt_b = rtt_estimate(b, now, decay)
+        # An attempt still unanswered after t seconds says the endpoint takes at least t now:
+        # a replica that just turned slow costs more before its first answer (or cut-off).
+        since = a.waiting_since
+        if since is not None and now - since > rtt_a:
+            rtt_a = now - since
+        since = b.waiting_since
+        if since is not None and now - since > rtt_b:
+            rtt_b = now - since
         # An endpoint with no sample yet borrows its rival's estimate, so load alone decides
         # and a new endpoint is measured at once instead of waiting for its guess to decay.
         if not a.rtt_samples:

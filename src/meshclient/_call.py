@@ -263,6 +263,7 @@ class Call:
         """The attempt has a response head: seconds to wait before a retry, or ``None`` to
         deliver the response (the call then ends when the caller closes it)."""
         attempt.ended_at = self.clock()
+        attempt.answered()
         self._observed(attempt)
         delay = self._retry(attempt)
         if delay is None:
@@ -276,6 +277,7 @@ class Call:
         caller gets (the attempt is finished either way)."""
         now = self.clock()
         attempt.ended_at = now
+        attempt.answered()
         error = to_httpx(exc)
         if isinstance(error, httpx.TimeoutException) and not isinstance(error, httpx.PoolTimeout):
             bound = attempt.deadline
@@ -413,6 +415,7 @@ class Attempt:
         "_held",
         "_pool",
         "_shard",
+        "_waiting",
         "bound_by",
         "call",
         "cancelled",
@@ -462,6 +465,7 @@ class Attempt:
         self.delay: float | None = None
         self._ends: tuple[Callable[[Attempt], None], ...] = ()
         self._held = False
+        self._waiting = False
         self._finished = False
         self._pool: Any = None
         self._shard: Any = None
@@ -496,6 +500,14 @@ class Attempt:
                 return value.decode("latin-1")
         return None
 
+    def answered(self) -> None:
+        """The attempt's answer (or its error) arrived: it no longer waits on its endpoint."""
+        if self._waiting:
+            self._waiting = False
+            endpoint = self.endpoint
+            with endpoint.lock:  # type: ignore[union-attr]
+                _unqueue(endpoint)  # type: ignore[arg-type]
+
     def begin(self, pool: Any) -> Any:
         """The bottom sends now: count the attempt as outstanding on its endpoint and, for
         meshclient's pools, take a connection shard of ``pool``. Returns the shard."""
@@ -505,6 +517,11 @@ class Attempt:
         with endpoint.lock:  # type: ignore[union-attr]
             endpoint.outstanding += 1  # type: ignore[union-attr]
             shard = None if pool is None else pool.acquire()
+            waiting = endpoint.waiting  # type: ignore[union-attr]
+            waiting.append(self)
+            if len(waiting) == 1:
+                endpoint.waiting_since = self.sent_at  # type: ignore[union-attr]
+        self._waiting = True
         self._pool = pool
         self._shard = shard
         self._held = True
@@ -524,6 +541,9 @@ class Attempt:
                 pool = self._pool
                 if pool is not None:
                     pool.release(self._shard)
+                if self._waiting:  # cut off before its answer
+                    self._waiting = False
+                    _unqueue(endpoint)  # type: ignore[arg-type]
         for on_attempt_end in self._ends:
             try:
                 on_attempt_end(self)
@@ -532,3 +552,11 @@ class Attempt:
         call = self.call
         if call.outcome is not None:
             call._end()
+
+
+def _unqueue(endpoint: EndpointState) -> None:
+    """Drop answered attempts from the front of the endpoint's queue (its lock held)."""
+    waiting = endpoint.waiting
+    while waiting and not waiting[0]._waiting:
+        waiting.popleft()
+    endpoint.waiting_since = waiting[0].sent_at if waiting else None

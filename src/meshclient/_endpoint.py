@@ -8,6 +8,7 @@ not lost when the endpoint list changes.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from typing import Any
 
 __all__ = ["EndpointState"]
@@ -29,6 +30,8 @@ class EndpointState:
         "rtt_samples",
         "rtt_stamp",
         "tls_pool",
+        "waiting",
+        "waiting_since",
         "weight",
         "zone",
     )
@@ -49,6 +52,10 @@ class EndpointState:
         self.rtt_stamp = now
         #: Number of latency samples observed; 0 means ``rtt`` is only a starting guess.
         self.rtt_samples = 0
+        #: Attempts sent and not answered yet, oldest first (answered ones leave lazily), and
+        #: when the oldest was sent: its age is a lower bound of the endpoint's latency now.
+        self.waiting: deque[Any] = deque()
+        self.waiting_since: float | None = None
         self.lock = threading.Lock()
         #: Connection pools for http and https (often the same object), set by the transport.
         self.pool: Any = None
