@@ -57,7 +57,8 @@ class Call:
     - ``request``: the caller's ``httpx.Request``; never mutated (each attempt copies it).
     - ``route``: the ``ServiceContext`` of the service the call goes to.
     - ``service``: the service name (or the host of a pass-through request); ``passthrough``
-      is ``True`` for a host that is not a configured service.
+      is ``True`` for a host that is not a configured service; ``port``: the port of the
+      request's URL (its scheme's default when it names none).
     - ``policy``: the effective ``Policy`` (per call over service over client over defaults).
     - ``start``: clock seconds when the call began; ``clock()`` reads the same clock.
     - ``deadline``: clock seconds by which the call must end, or ``None`` (set by the deadline
@@ -91,6 +92,7 @@ class Call:
         "outcome",
         "passthrough",
         "policy",
+        "port",
         "rejected",
         "request",
         "rng",
@@ -115,6 +117,8 @@ class Call:
         self.policy = policy
         self.service = route.name
         self.passthrough = route.passthrough
+        url = request.url
+        self.port: int = url.port or (443 if url.raw_scheme == b"https" else 80)
         self.clock: Callable[[], float] = route.clock
         self.rng: random.Random = route.rng
         self.start = route.clock()
@@ -263,7 +267,8 @@ class Call:
         """The attempt has a response head: seconds to wait before a retry, or ``None`` to
         deliver the response (the call then ends when the caller closes it)."""
         attempt.ended_at = self.clock()
-        attempt.answered()
+        if not self.buffered:  # a buffered attempt finishes now: ``finish`` takes it off
+            attempt.answered()
         self._observed(attempt)
         delay = self._retry(attempt)
         if delay is None:
@@ -276,8 +281,7 @@ class Call:
         """The attempt raised ``exc``: seconds to wait before a retry, or raises the error the
         caller gets (the attempt is finished either way)."""
         now = self.clock()
-        attempt.ended_at = now
-        attempt.answered()
+        attempt.ended_at = now  # finished below either way: ``finish`` takes it off the queue
         error = to_httpx(exc)
         if isinstance(error, httpx.TimeoutException) and not isinstance(error, httpx.PoolTimeout):
             bound = attempt.deadline

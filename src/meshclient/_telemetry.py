@@ -329,11 +329,6 @@ def set_header(headers: list[tuple[bytes, bytes]], name: bytes, value: bytes) ->
     headers.append((name, value))
 
 
-def _port(url: httpx.URL) -> int:
-    """``server.port``: the URL's port, or the scheme's default."""
-    return url.port or (443 if url.raw_scheme == b"https" else 80)
-
-
 def _error_type(error: BaseException | None, status: int | None) -> str | None:
     """``error.type``: the exception's class, or the status code of a 4xx/5xx answer."""
     if error is not None:
@@ -533,7 +528,7 @@ class RouteTelemetry:
             call.context = None
             return
         request = call.request
-        name, attributes = self._call_start(request.method, _port(request.url))
+        name, attributes = self._call_start(request.method, call.port)
         span = self.tracer.start_span(name, ctx, SpanKind.INTERNAL, attributes)
         call.span = span
         # Without a span and without an incoming context there is nothing to add.
@@ -548,7 +543,7 @@ class RouteTelemetry:
             return
         request = call.request
         method = request.method
-        attributes = self._attempt_start(method, _port(request.url))
+        attributes = self._attempt_start(method, call.port)
         # A recording call span predicts a recording attempt span (its child): then
         # ``url.full`` goes in at the start, with the rest, rather than in a later
         # ``set_attribute``; with no SDK it is never computed.
@@ -596,7 +591,7 @@ class RouteTelemetry:
         duration = (attempt.ended_at or call.clock()) - attempt.sent_at
         if not cancelled:
             self.instruments.attempt_duration.record(
-                duration, self._attempt_metric(method, _port(call.request.url), status, error)
+                duration, self._attempt_metric(method, call.port, status, error)
             )
         if self.hooks.active:
             self.hooks.emit(
