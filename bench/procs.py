@@ -8,6 +8,7 @@ pipe; every backend is stopped by PID and waited for.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -31,8 +32,18 @@ _POLL_INTERVAL = 0.005
 class BackendProc:
     """One ``meshclient.testing`` backend process on loopback, with its admin API."""
 
-    def __init__(self, name: str, log_dir: Path, *, delay: float = 0.0, status: int = 200) -> None:
+    def __init__(
+        self,
+        name: str,
+        log_dir: Path,
+        *,
+        delay: float = 0.0,
+        status: int = 200,
+        cpus: set[int] | None = None,
+    ) -> None:
         self.name = name
+        #: CPUs the process may run on (``None``: any).
+        self.cpus = cpus
         self.delay = delay
         self.status = status
         self._log_dir = log_dir
@@ -57,12 +68,14 @@ class BackendProc:
         argv += ["--name", self.name, "--delay", repr(self.delay), "--status", str(self.status)]
         with out.open("wb") as stdout, err.open("wb") as stderr:
             # The child keeps its own copies of the descriptors.
+            cpus = self.cpus
             self._proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
                 start_new_session=True,
+                preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
             )
 
     def wait_ready(self) -> None:

@@ -16,6 +16,7 @@ import httpx
 import meshclient
 from meshclient.stack import Attempt, AttemptModule, Call, CallModule
 
+from .machine import client_cpu
 from .report import Check, ScenarioResult
 from .sync_overhead import CPU_COLUMNS, Variant, difference, interleave, paired, rows, sizes
 
@@ -61,7 +62,7 @@ def run(*, quick: bool) -> ScenarioResult:
         params={"rounds": rounds, "calls_per_round": calls, "warmup_calls": warmup},
     )
     default = meshclient.DEFAULT_STACK
-    with ExitStack() as stack:
+    with client_cpu(), ExitStack() as stack:
 
         def mesh(stack_: meshclient.Stack = default, **service: object) -> meshclient.Client:
             return stack.enter_context(

@@ -28,6 +28,7 @@ import httpx
 
 import meshclient
 
+from .machine import client_cpu, server_cpus
 from .procs import backends
 from .report import Check, ScenarioResult, median
 
@@ -161,7 +162,11 @@ def run(*, quick: bool) -> ScenarioResult:
         [*CPU_COLUMNS, "round_spread_%"],
         params={"rounds": rounds, "calls_per_round": calls, "warmup_calls": warmup},
     )
-    with backends([{"name": "b1"}]) as (backend,), ExitStack() as stack:
+    with (
+        client_cpu(),
+        backends([{"name": "b1", "cpus": server_cpus()}]) as (backend,),
+        ExitStack() as stack,
+    ):
         policy = meshclient.Policy(timeout=meshclient.Timeout(total=5.0))
         raw = stack.enter_context(httpx.Client())
         mesh = stack.enter_context(

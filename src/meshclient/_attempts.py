@@ -16,7 +16,6 @@ import sniffio
 
 from ._call import Attempt
 from ._compat import url_at
-from ._deadline import clip_timeouts
 
 __all__ = [
     "DEADLINE",
@@ -50,7 +49,12 @@ def attempt_extensions(attempt: Attempt) -> dict[str, Any]:
     extensions = dict(extensions)
     if deadline is not None:
         left = deadline - call.clock()
-        extensions["timeout"] = clip_timeouts(extensions.get("timeout", {}), max(left, 0.0))
+        if left < 0.0:
+            left = 0.0
+        clipped = {}
+        for key, value in extensions.get("timeout", {}).items():
+            clipped[key] = left if value is None or value > left else value
+        extensions["timeout"] = clipped
     if tls_name:
         extensions["sni_hostname"] = request.url.host
     return extensions

@@ -35,9 +35,9 @@ __all__ = ["BUFFERED", "DROPPED", "Attempt", "Call"]
 
 logger = logging.getLogger("meshclient")
 
-#: ``True`` while a meshclient client sends a request whose caller reads the whole body before
-#: seeing the response (``stream=False``): the mesh then reads it within the attempt, so a body
-#: cut short is retried like any failed attempt and the attempt's deadline bounds it too.
+#: ``True`` while a meshclient client's ``request`` (``get``, ``post``, ...) sends: its caller
+#: reads the whole body before seeing the response, so the mesh reads it within the attempt; a
+#: body cut short is then retried like any failed attempt, and the attempt's deadline bounds it.
 BUFFERED: Final[ContextVar[bool]] = ContextVar("meshclient.buffered", default=False)
 #: Attempts whose streamed response was garbage-collected unclosed; the next call finishes them
 #: (not the collector: it may run while the same thread holds an endpoint's lock).
@@ -66,8 +66,9 @@ class Call:
       came from the request being served (``deadline_scope``, the middleware) rather than from
       this call's own ``Timeout.total``.
     - ``attempts``: attempts sent so far; ``tried``: their endpoints, in order.
-    - ``buffered``: the caller reads the whole body before it sees the response (not
-      ``client.stream(...)``): the body is read within the attempt.
+    - ``buffered``: the caller reads the whole body before it sees the response
+      (``client.get``, ``client.request``, ...; not ``client.stream`` or ``client.send``): the
+      body is read within the attempt.
     - ``outcome``: ``None`` while running, then ``"success"``, ``"server_error"`` (a 5xx was
       returned), ``"error"`` (the call raised) or ``"cancelled"`` (the caller went away).
     - ``status``: the status code returned to the caller; ``error``: the error it got.
@@ -222,10 +223,6 @@ class Call:
         self.outcome = OUTCOME_SUCCESS if response.status_code < 500 else OUTCOME_SERVER_ERROR
         self._end()
         return response
-
-    def admitted(self) -> None:
-        """Every ``on_call`` let the call in: every end phase will run."""
-        self._ends = self.route.call_end
 
     def next_attempt(self) -> Attempt:
         """The next attempt, its ``on_attempt`` phases run; raises if none may start."""
@@ -545,9 +542,12 @@ class Attempt:
                 pool = self._pool
                 if pool is not None:
                     pool.release(self._shard)
-                if self._waiting:  # cut off before its answer
+                if self._waiting:  # not answered yet, or buffered: off the endpoint's queue
                     self._waiting = False
-                    _unqueue(endpoint)  # type: ignore[arg-type]
+                    waiting = endpoint.waiting  # type: ignore[union-attr]
+                    while waiting and not waiting[0]._waiting:
+                        waiting.popleft()
+                    endpoint.waiting_since = waiting[0].sent_at if waiting else None  # type: ignore[union-attr]
         for on_attempt_end in self._ends:
             try:
                 on_attempt_end(self)

@@ -116,23 +116,6 @@ class Client(httpx.Client):
         """Live state: services → endpoints with load and latency estimate; budgets."""
         return self._mesh_transport.snapshot()
 
-    def send(
-        self,
-        request: httpx.Request,
-        *,
-        stream: bool = False,
-        auth: AuthTypes | UseClientDefault | None = httpx.USE_CLIENT_DEFAULT,
-        follow_redirects: bool | UseClientDefault = httpx.USE_CLIENT_DEFAULT,
-    ) -> httpx.Response:
-        # Unless streamed, the mesh reads the body within the attempt (``Call.buffered``).
-        token = BUFFERED.set(not stream)
-        try:
-            return super().send(
-                request, stream=stream, auth=auth, follow_redirects=follow_redirects
-            )
-        finally:
-            BUFFERED.reset(token)
-
     def request(
         self,
         method: str,
@@ -142,7 +125,12 @@ class Client(httpx.Client):
         **kwargs: Unpack[_BodyOptions],
     ) -> httpx.Response:
         kwargs["extensions"] = _extensions(kwargs.get("extensions"), policy)
-        return super().request(method, url, **kwargs)
+        # The caller reads the whole body: the mesh reads it within the attempt (``buffered``).
+        token = BUFFERED.set(True)
+        try:
+            return super().request(method, url, **kwargs)
+        finally:
+            BUFFERED.reset(token)
 
     @contextmanager
     def stream(
@@ -249,23 +237,6 @@ class AsyncClient(httpx.AsyncClient):
         """Live state: services → endpoints with load and latency estimate; budgets."""
         return self._mesh_transport.snapshot()
 
-    async def send(
-        self,
-        request: httpx.Request,
-        *,
-        stream: bool = False,
-        auth: AuthTypes | UseClientDefault | None = httpx.USE_CLIENT_DEFAULT,
-        follow_redirects: bool | UseClientDefault = httpx.USE_CLIENT_DEFAULT,
-    ) -> httpx.Response:
-        # Unless streamed, the mesh reads the body within the attempt (``Call.buffered``).
-        token = BUFFERED.set(not stream)
-        try:
-            return await super().send(
-                request, stream=stream, auth=auth, follow_redirects=follow_redirects
-            )
-        finally:
-            BUFFERED.reset(token)
-
     async def request(
         self,
         method: str,
@@ -275,7 +246,12 @@ class AsyncClient(httpx.AsyncClient):
         **kwargs: Unpack[_BodyOptions],
     ) -> httpx.Response:
         kwargs["extensions"] = _extensions(kwargs.get("extensions"), policy)
-        return await super().request(method, url, **kwargs)
+        # The caller reads the whole body: the mesh reads it within the attempt (``buffered``).
+        token = BUFFERED.set(True)
+        try:
+            return await super().request(method, url, **kwargs)
+        finally:
+            BUFFERED.reset(token)
 
     @asynccontextmanager
     async def stream(

@@ -12,6 +12,9 @@ Each is used because no public equivalent exists:
   ``URL.copy_with`` parses the whole URL again (about 20 us per attempt), ``url_at`` swaps the
   two fields of the parsed form (about 1 us).
 - The OpenTelemetry context keys that instrumentations set to suppress nested HTTP spans.
+- ``opentelemetry.trace._TRACER_PROVIDER``: whether a tracer provider was installed. With none,
+  a span from the global (proxy) tracer is a no-op reached through four calls; checking first
+  saves them on every call of an application that runs without an SDK.
 
 ``tests/test_compat.py`` checks that each still exists and behaves as relied on, so an httpx or
 OpenTelemetry release that moves one fails there with a clear message, not deep in a request.
@@ -46,18 +49,23 @@ except ImportError as exc:  # pragma: no cover - only on an httpx release that m
     ) from exc
 
 try:
+    from opentelemetry import trace as _trace_api
     from opentelemetry.context import (
         _SUPPRESS_HTTP_INSTRUMENTATION_KEY,
         _SUPPRESS_INSTRUMENTATION_KEY,
     )
-except ImportError as exc:  # pragma: no cover - only on an API release that moved them
+
+    _trace_api._TRACER_PROVIDER  # noqa: B018 - fail here, at import, if it moved
+except (ImportError, AttributeError) as exc:  # pragma: no cover - an API release moved them
     raise ImportError(
         "meshclient needs OpenTelemetry's instrumentation suppression keys "
-        f"(opentelemetry.context), which this opentelemetry-api release moved: {exc}"
+        "(opentelemetry.context) and its global tracer provider (opentelemetry.trace), which "
+        f"this opentelemetry-api release moved: {exc}"
     ) from exc
 
 __all__ = [
     "SUPPRESS_HTTP_INSTRUMENTATION",
+    "tracer_provider_installed",
     "url_at",
     "SUPPRESS_INSTRUMENTATION",
     "AuthTypes",
@@ -88,3 +96,8 @@ def url_at(url: httpx.URL, host: str, port: int) -> httpx.URL:
         host=host.lower(), port=None if port == _DEFAULT_PORTS.get(reference.scheme) else port
     )
     return moved
+
+
+def tracer_provider_installed() -> bool:
+    """Whether a global tracer provider was set (the proxy tracer then delegates to it)."""
+    return _trace_api._TRACER_PROVIDER is not None

@@ -1,7 +1,8 @@
 """Timeouts: a total budget for the whole call and a bound for each attempt.
 
 A deadline is an absolute clock value (trio/anyio style), so nested bounds compose by
-taking the earliest, and every attempt's httpx timeouts are clipped to what is left.
+taking the earliest, and every attempt's httpx timeouts are clipped to what is left
+(``_attempts.attempt_extensions``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import attrs
 
 from ._validate import check_positive
 
-__all__ = ["MAX_TIMEOUT", "Timeout", "clip_timeouts"]
+__all__ = ["MAX_TIMEOUT", "Timeout"]
 
 
 #: The longest timeout accepted, in seconds (about 11.6 days): anything longer is a mistake, and
@@ -41,10 +42,3 @@ class Timeout:
 
     total: float | None = attrs.field(default=None, validator=_positive_or_none("total"))
     attempt: float | None = attrs.field(default=None, validator=_positive_or_none("attempt"))
-
-
-def clip_timeouts(timeouts: dict[str, float | None], bound: float) -> dict[str, float | None]:
-    """httpx's per-operation timeouts, none of them longer than ``bound`` seconds."""
-    return {
-        key: bound if value is None or value > bound else value for key, value in timeouts.items()
-    }

@@ -401,7 +401,13 @@ class _Health(AttemptModule):
             attempt.probe = True
 
     def on_outcome(self, attempt: Attempt) -> None:
-        ok = _health_outcome(attempt)
+        error = attempt.error
+        if error is None:
+            ok: bool | None = attempt.status < 500  # type: ignore[operator]
+        elif attempt.timed_out and attempt.bound_by == BOUND_INHERITED:
+            ok = None  # the caller's caller chose a budget this endpoint could not meet
+        else:
+            ok = False if is_endpoint_fault(error) else None
         endpoint = attempt.endpoint
         assert endpoint is not None
         if ok is None:
@@ -431,16 +437,6 @@ class _Health(AttemptModule):
         return {"health": self.tracker.endpoint_snapshot(endpoint)}
 
 
-def _health_outcome(attempt: Attempt) -> bool | None:
-    """``True`` (success), ``False`` (failure) or ``None`` (no evidence about the endpoint)."""
-    error = attempt.error
-    if error is None:
-        return attempt.status < 500  # type: ignore[operator]
-    if attempt.timed_out and attempt.bound_by == BOUND_INHERITED:
-        return None  # the caller's caller chose a budget this endpoint could not meet
-    return False if is_endpoint_fault(error) else None
-
-
 class AttemptTimeoutModule(AttemptModule):
     """Sets ``attempt.deadline``: ``Timeout.attempt``, never past the call's deadline, and
     tells the callee how long it has (the deadline header). Innermost, so health and retries
@@ -457,6 +453,7 @@ class _AttemptTimeout(AttemptModule):
 
     def __init__(self, header: bytes | None) -> None:
         self.header = header
+        self._name = None if header is None else header.decode("ascii")
 
     def on_attempt(self, attempt: Attempt) -> None:
         call = attempt.call
@@ -465,7 +462,7 @@ class _AttemptTimeout(AttemptModule):
         now = attempt.started
         deadline = call.deadline
         if bound is not None and (deadline is None or now + bound < deadline):
-            attempt.deadline = now + bound
+            deadline = attempt.deadline = now + bound
             attempt.bound_by = BOUND_ATTEMPT
         elif deadline is not None:
             attempt.deadline = deadline
@@ -475,8 +472,12 @@ class _AttemptTimeout(AttemptModule):
         header = self.header
         if header is not None:
             # Relative, so the callee's clock need not agree with ours.
-            left = attempt.deadline - now
-            set_header(attempt.headers, header, b"%d" % (left * 1000 if left > 0 else 0))
+            left = deadline - now
+            value = b"%d" % (left * 1000 if left > 0 else 0)
+            if self._name in call.request.headers:  # rare: the caller sent one of its own
+                set_header(attempt.headers, header, value)
+            else:
+                attempt.headers.append((header, value))
 
 
 def settle_sync(

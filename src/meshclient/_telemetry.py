@@ -36,10 +36,21 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context, get_current
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.textmap import Setter
-from opentelemetry.trace import INVALID_SPAN, SpanKind, Status, StatusCode, set_span_in_context
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    ProxyTracer,
+    SpanKind,
+    Status,
+    StatusCode,
+    set_span_in_context,
+)
 
 from . import _names as n
-from ._compat import SUPPRESS_HTTP_INSTRUMENTATION, SUPPRESS_INSTRUMENTATION
+from ._compat import (
+    SUPPRESS_HTTP_INSTRUMENTATION,
+    SUPPRESS_INSTRUMENTATION,
+    tracer_provider_installed,
+)
 from ._names import DECISION_BUDGET, DECISION_RETRY
 from .hooks import (
     AttemptFinished,
@@ -393,6 +404,7 @@ class RouteTelemetry:
         "_counter_attrs",
         "hooks",
         "instruments",
+        "lazy",
         "redact",
         "service",
         "service_attrs",
@@ -405,6 +417,8 @@ class RouteTelemetry:
         self.instruments = mesh.instruments
         self.hooks = mesh.hooks
         self.redact = mesh.redact
+        #: The global (proxy) tracer: until an SDK is installed, its spans are no-ops.
+        self.lazy = isinstance(mesh.tracer, ProxyTracer)
         self.service_attrs: dict[str, Any] = {n.SERVICE: service}
         self._call_attrs: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}
         self._attempt_attrs: dict[tuple[str, int], dict[str, Any]] = {}
@@ -527,9 +541,12 @@ class RouteTelemetry:
             call.span = INVALID_SPAN
             call.context = None
             return
-        request = call.request
-        name, attributes = self._call_start(request.method, call.port)
-        span = self.tracer.start_span(name, ctx, SpanKind.INTERNAL, attributes)
+        span: trace.Span
+        if self.lazy and not tracer_provider_installed():
+            span = INVALID_SPAN  # what the proxy tracer would return, four calls later
+        else:
+            name, attributes = self._call_start(call.request.method, call.port)
+            span = self.tracer.start_span(name, ctx, SpanKind.INTERNAL, attributes)
         call.span = span
         # Without a span and without an incoming context there is nothing to add.
         call.context = ctx if span is INVALID_SPAN else set_span_in_context(span, ctx)
@@ -540,6 +557,11 @@ class RouteTelemetry:
         parent = call.context
         if parent is None:  # instrumentation suppressed by the caller, or no call span module
             attempt.span = INVALID_SPAN
+            return
+        if call.span is INVALID_SPAN and self.lazy and not tracer_provider_installed():
+            attempt.span = INVALID_SPAN  # no SDK: no span, but an incoming trace goes on
+            if parent:
+                propagate.get_global_textmap().inject(attempt.headers, parent, _SETTER)
             return
         request = call.request
         method = request.method
@@ -574,9 +596,13 @@ class RouteTelemetry:
         call = attempt.call
         endpoint = attempt.endpoint
         status = attempt.status
-        error = _error_type(attempt.error, status)
+        failure = attempt.error
+        if failure is None and (status is None or status < 400):
+            error = None
+        else:
+            error = _error_type(failure, status)
         span = attempt.span
-        if span is not None:
+        if span is not None and span is not INVALID_SPAN:
             if span.is_recording() and endpoint is not None:
                 span.set_attributes(self._attempt_end(endpoint, status, error))
                 if error is not None:
@@ -679,7 +705,7 @@ class RouteTelemetry:
         elif outcome == n.OUTCOME_SERVER_ERROR:
             error = str(call.status)
         span = call.span
-        if span is not None:
+        if span is not None and span is not INVALID_SPAN:
             if span.is_recording():
                 attributes = self._call_end(call.attempts, outcome, error)
                 if call.deadline is not None:

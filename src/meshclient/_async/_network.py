@@ -37,12 +37,15 @@ class AsyncDeadlineStream(httpcore.AsyncNetworkStream):
 
     def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
         self._stream = stream
+        # Asked for on every request (is the connection still readable?): no wrapper frame.
+        self.get_extra_info = stream.get_extra_info  # type: ignore[method-assign]
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+        if buffer:  # httpcore also "writes" nothing at the end of a message: no time to bound
+            await self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -58,7 +61,7 @@ class AsyncDeadlineStream(httpcore.AsyncNetworkStream):
             await self._stream.start_tls(ssl_context, server_hostname, bounded)
         )
 
-    def get_extra_info(self, info: str) -> Any:
+    def get_extra_info(self, info: str) -> Any:  # replaced per instance in ``__init__``
         return self._stream.get_extra_info(info)
 
 

@@ -126,8 +126,9 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             except BaseException as exc:
                 call.refused(exc, entered)
                 raise
-        call.admitted()
-        ready = call.route.ready
+        route = call.route
+        call._ends = route.call_end  # every on_call let the call in: every end phase runs
+        ready = route.ready
         if not ready.is_set():  # discovery has not produced its first set yet: wait for it
             await wait_ready_async(ready, call.ready_wait())
         delay: float | None
@@ -205,7 +206,11 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             attempt.stream = response.stream
             attempt.response_extensions = response.extensions
             if call.buffered:
-                attempt.content = await _read(response.stream)
+                stream = response.stream
+                try:
+                    attempt.content = b"".join([part async for part in stream])
+                finally:
+                    await stream.aclose()
         finally:
             DEADLINE.reset(token)
 
@@ -289,7 +294,7 @@ def _deliver(attempt: Attempt) -> httpx.Response:
             stream = AsyncResponseStream(attempt)
         return httpx.Response(
             status_code=attempt.status,  # type: ignore[arg-type]
-            headers=attempt.response_headers,
+            headers=attempt._headers,
             stream=stream,
             extensions=attempt.response_extensions,
         )
@@ -308,14 +313,6 @@ async def _drop(attempt: Attempt) -> None:
         logger.debug("meshclient: closing a dropped response failed", exc_info=True)
     finally:
         attempt.finish()
-
-
-async def _read(stream: Any) -> bytes:
-    """A whole body, for a caller that reads it before seeing the response."""
-    try:
-        return b"".join([part async for part in stream])
-    finally:
-        await stream.aclose()
 
 
 async def _discard(attempt: Attempt) -> None:

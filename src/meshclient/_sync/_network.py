@@ -30,12 +30,15 @@ class DeadlineStream(httpcore.NetworkStream):
 
     def __init__(self, stream: httpcore.NetworkStream) -> None:
         self._stream = stream
+        # Asked for on every request (is the connection still readable?): no wrapper frame.
+        self.get_extra_info = stream.get_extra_info  # type: ignore[method-assign]
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+        if buffer:  # httpcore also "writes" nothing at the end of a message: no time to bound
+            self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
         self._stream.close()
@@ -49,7 +52,7 @@ class DeadlineStream(httpcore.NetworkStream):
         bounded = _bounded(timeout, httpcore.ConnectTimeout)
         return DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, bounded))
 
-    def get_extra_info(self, info: str) -> Any:
+    def get_extra_info(self, info: str) -> Any:  # replaced per instance in ``__init__``
         return self._stream.get_extra_info(info)
 
 

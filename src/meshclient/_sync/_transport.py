@@ -118,8 +118,9 @@ class MeshTransport(httpx.BaseTransport):
             except BaseException as exc:
                 call.refused(exc, entered)
                 raise
-        call.admitted()
-        ready = call.route.ready
+        route = call.route
+        call._ends = route.call_end  # every on_call let the call in: every end phase runs
+        ready = route.ready
         if not ready.is_set():  # discovery has not produced its first set yet: wait for it
             wait_ready_sync(ready, call.ready_wait())
         delay: float | None
@@ -197,7 +198,11 @@ class MeshTransport(httpx.BaseTransport):
             attempt.stream = response.stream
             attempt.response_extensions = response.extensions
             if call.buffered:
-                attempt.content = _read(response.stream)
+                stream = response.stream
+                try:
+                    attempt.content = b"".join([part for part in stream])
+                finally:
+                    stream.close()
         finally:
             DEADLINE.reset(token)
 
@@ -281,7 +286,7 @@ def _deliver(attempt: Attempt) -> httpx.Response:
             stream = ResponseStream(attempt)
         return httpx.Response(
             status_code=attempt.status,  # type: ignore[arg-type]
-            headers=attempt.response_headers,
+            headers=attempt._headers,
             stream=stream,
             extensions=attempt.response_extensions,
         )
@@ -300,14 +305,6 @@ def _drop(attempt: Attempt) -> None:
         logger.debug("meshclient: closing a dropped response failed", exc_info=True)
     finally:
         attempt.finish()
-
-
-def _read(stream: Any) -> bytes:
-    """A whole body, for a caller that reads it before seeing the response."""
-    try:
-        return b"".join([part for part in stream])
-    finally:
-        stream.close()
 
 
 def _discard(attempt: Attempt) -> None:
