@@ -79,7 +79,6 @@ class Call:
     """
 
     __slots__ = (
-        "_attempt",
         "_ended",
         "_ends",
         "_state",
@@ -137,7 +136,6 @@ class Call:
         self.span: Any = None
         self.context: Any = None
         self._state: dict[Any, Any] | None = None
-        self._attempt: Attempt | None = None
         self._ends: tuple[Callable[[Call], None], ...] = ()
         self._ended = False
 
@@ -234,7 +232,6 @@ class Call:
         if not route.available:
             raise self._fail(self._no_endpoints(now))
         attempt = Attempt(self, now)
-        self._attempt = attempt
         for on_attempt, entered in route.attempt_start:
             try:
                 on_attempt(attempt)

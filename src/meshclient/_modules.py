@@ -453,7 +453,6 @@ class _AttemptTimeout(AttemptModule):
 
     def __init__(self, header: bytes | None) -> None:
         self.header = header
-        self._name = None if header is None else header.decode("ascii")
 
     def on_attempt(self, attempt: Attempt) -> None:
         call = attempt.call
@@ -473,11 +472,7 @@ class _AttemptTimeout(AttemptModule):
         if header is not None:
             # Relative, so the callee's clock need not agree with ours.
             left = deadline - now
-            value = b"%d" % (left * 1000 if left > 0 else 0)
-            if self._name in call.request.headers:  # rare: the caller sent one of its own
-                set_header(attempt.headers, header, value)
-            else:
-                attempt.headers.append((header, value))
+            set_header(attempt.headers, header, b"%d" % (left * 1000 if left > 0 else 0))
 
 
 def settle_sync(

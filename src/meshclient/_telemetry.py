@@ -333,9 +333,11 @@ _SETTER: Final = _HeaderSetter()
 
 def set_header(headers: list[tuple[bytes, bytes]], name: bytes, value: bytes) -> None:
     """Replace (or add) one lower-case header in an attempt's header list."""
+    size = len(name)
     for key, _ in headers:
-        if key.lower() == name:  # rare: the caller sent it; drop every copy
-            headers[:] = [header for header in headers if header[0].lower() != name]
+        # Lengths first: most names differ in length, and then need no lower-casing.
+        if len(key) == size and key.lower() == name:  # rare: the caller sent it
+            headers[:] = [h for h in headers if len(h[0]) != size or h[0].lower() != name]
             break
     headers.append((name, value))
 
