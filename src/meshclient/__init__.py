@@ -32,7 +32,15 @@ from ._stack import Admission, AdmissionModule, AttemptModule, CallModule, Stack
 from ._sync._transport import MeshTransport
 from ._telemetry import Telemetry
 from ._throttle import AdaptiveThrottle
-from .discovery import Discovery, Endpoint, StaticDiscovery
+from .discovery import (
+    Discovery,
+    DiscoveryUpdates,
+    DnsDiscovery,
+    Endpoint,
+    EtcdDiscovery,
+    FileDiscovery,
+    StaticDiscovery,
+)
 
 __all__ = [
     "AdaptiveThrottle",
@@ -53,7 +61,11 @@ __all__ = [
     "DEFAULT_STACK",
     "DeadlineExceeded",
     "Discovery",
+    "DiscoveryUpdates",
+    "DnsDiscovery",
     "Endpoint",
+    "EtcdDiscovery",
+    "FileDiscovery",
     "LeastLoaded",
     "MeshError",
     "MeshTransport",
