@@ -167,7 +167,7 @@ class CircuitBreaker:
     open          try_acquire / ``state`` before ``open_duration`` elapsed    open (False)
     open          try_acquire / ``state`` once ``open_duration`` elapsed      half_open
     half_open     try_acquire with fewer than half_open_calls permits out     half_open (True)
-                  (permits out = granted, not yet returned by release_unused)
+                  (permits out: granted, not yet returned by release_unused)
     half_open     try_acquire with half_open_calls permits out                half_open (False)
     half_open     the half_open_calls-th trial outcome; rates over the         open
                   trials >= a threshold
