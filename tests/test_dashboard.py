@@ -1,5 +1,9 @@
-"""Specification of ``meshclient.dashboard``: the ASGI app, its SSE stream, and the page in a
-real headless Chromium (Debian's ``chromium`` driven by Playwright)."""
+"""Specification of ``meshclient.dashboard``: the ASGI app, its SSE stream, the time series,
+and the page in a real headless Chromium (Debian's ``chromium`` driven by Playwright).
+
+The browser tests save screenshots under ``build/test-artifacts/`` (git-ignored), for a person
+to look at; what the tests assert is the layout (nothing wider than its card) and the data.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from meshclient.dashboard import CallStats, Dashboard, app
 from meshclient.testing import Backend, FakeClock
 
 CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -165,6 +170,62 @@ def test_call_stats_window_rate_success_and_percentiles() -> None:
     assert (later["calls"], later["failures"]) == (100, 10)
 
 
+def test_series_has_one_point_per_complete_step_and_quiet_steps_as_zero_rate() -> None:
+    clock = FakeClock()
+    stats = CallStats(history=60.0, step=1.0, clock=clock)
+    clock.set(100.5)
+    for i in range(10):
+        stats.record("users", i != 0, 0.010)
+    clock.advance(2.0)  # step 101 has no calls; step 102 is the current, incomplete one
+    stats.record("users", True, 0.020)
+    series = stats.series()["users"]
+    assert series["step"] == 1.0
+    assert series["points"] == [[1.0, 10.0, 0.9, pytest.approx(0.010)], [0.0, 0.0, None, None]]
+    clock.advance(1.0)
+    ages = [point[0] for point in stats.series()["users"]["points"]]
+    assert ages == [2.0, 1.0, 0.0]
+
+
+def test_series_p99_is_at_most_five_percent_above_the_exact_one() -> None:
+    clock = FakeClock()
+    stats = CallStats(clock=clock)
+    latencies = [0.001 * 1.013**i for i in range(500)]
+    for seconds in latencies:
+        stats.record("users", True, seconds)
+    clock.advance(1.0)
+    ((_, _, _, p99),) = stats.series()["users"]["points"]
+    exact = sorted(latencies)[math.ceil(0.99 * len(latencies)) - 1]
+    assert exact <= p99 <= exact * 1.05
+    assert p99 <= max(latencies)
+
+
+def test_series_keeps_history_over_step_points_whatever_the_traffic() -> None:
+    clock = FakeClock()
+    stats = CallStats(history=30.0, step=2.0, clock=clock)
+    for _ in range(1000):
+        stats.record("users", True, 0.001)
+        clock.advance(0.5)
+    points = stats.series()["users"]["points"]
+    assert len(points) == 15
+    assert points[0][0] == 28.0
+    assert all(point[1] == 2.0 for point in points)  # 4 calls per 2 s step
+
+
+def test_series_validation() -> None:
+    with pytest.raises(ValueError, match="step"):
+        CallStats(step=0)
+    with pytest.raises(ValueError, match="history"):
+        CallStats(history=0.5, step=1.0)
+
+
+def test_payload_carries_the_series() -> None:
+    stats = CallStats()
+    stats.record("users", True, 0.010)
+    document = Dashboard({"demo": FakeClient(SNAPSHOT)}, stats={"demo": stats}).payload()
+    assert document["clients"][0]["series"]["users"]["step"] == 1.0
+    assert Dashboard(FakeClient(SNAPSHOT)).payload()["clients"][0]["series"] is None
+
+
 # -- a real server and a real browser ------------------------------------------------------
 
 
@@ -271,7 +332,7 @@ def chromium(require_real: Callable[[str, str], None]) -> Iterator[Any]:
 
 
 def test_page_shows_live_numbers_in_chromium_without_console_errors(
-    chromium: Any, live_mesh: tuple[meshclient.Client, CallStats], tmp_path: Path
+    chromium: Any, live_mesh: tuple[meshclient.Client, CallStats]
 ) -> None:
     client, stats = live_mesh
     dashboard = Dashboard({"demo": client}, stats={"demo": stats}, interval=0.25)
@@ -297,7 +358,6 @@ def test_page_shows_live_numbers_in_chromium_without_console_errors(
             assert page.locator("#status").inner_text() == "live"
             latency = page.locator('[data-service="users"] [data-field="latency"]').first
             assert latency.inner_text().endswith("ms")
-            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         finally:
             page.close()
     assert problems == []
@@ -332,7 +392,7 @@ def test_page_renders_health_and_unknown_fields_in_chromium(chromium: Any) -> No
             users = page.locator('[data-service="users"]')
             health = users.locator('[data-field="health"]').all_inner_texts()
             assert health == ["\u2013", "ejected"]
-            assert "ejections" in users.locator("thead").inner_text()
+            assert users.locator('[data-field="more"]').all_inner_texts() == ["", "ejections=3"]
             assert users.locator('[data-field="breaker"]').inner_text() == "closed"
             orders = page.locator('[data-service="orders"]')
             assert orders.locator('[data-field="health"]').all_inner_texts() == [
@@ -341,8 +401,113 @@ def test_page_renders_health_and_unknown_fields_in_chromium(chromium: Any) -> No
             ]
             extra = orders.locator('[data-field="service-extra"]').inner_text()
             assert "in_use=3" in extra
-            assert "ejected=1" in extra
+            assert "ejected 1" in orders.locator('[data-field="health-summary"]').inner_text()
             assert orders.locator('[data-field="rate"]').inner_text() == "\u2013"
+        finally:
+            page.close()
+    assert problems == []
+
+
+#: A snapshot that stresses the layout: long IPv6 addresses and service names, health with
+#: reasons, fields the page does not know, a panicking service.
+WIDE_SNAPSHOT: dict[str, Any] = {
+    "services": {
+        "payments-authorisation-eu-west": {
+            "balancer": "PeakEwma(decay=10.0, default_rtt=0.03)",
+            "retry_budget": {"deposits": 1200.0, "withdrawals": 37.0, "balance": 303.0},
+            "discovery": {"source": "dns", "ready": True, "endpoints": 4, "errors": 2},
+            "health": {"endpoints": 4, "available": 4, "ejected": 2, "panic": True},
+            "endpoints": [
+                {
+                    "address": f"[2001:db8:85a3:8d3:1319:8a2e:370:{7340 + i}]:8443",
+                    "weight": 1.0,
+                    "outstanding": 12 * i,
+                    "latency_estimate": 0.0123 * (i + 1),
+                    "latency_samples": 123456,
+                    "health": {"state": "ejected", "reason": "consecutive_failures"}
+                    if i % 2
+                    else {"state": "admitted"},
+                    "zone": "europe-west1-b",
+                    "ejections_total": 17,
+                    "connections_open": 100,
+                }
+                for i in range(4)
+            ],
+            "breaker": {"state": "half_open"},
+        }
+    },
+    "passthrough": {},
+}
+
+LAYOUT_PROBLEMS = """() => {
+  const problems = [];
+  const page = document.documentElement;
+  if (page.scrollWidth > window.innerWidth)
+    problems.push("page " + page.scrollWidth + " > " + window.innerWidth);
+  for (const card of document.querySelectorAll(".card")) {
+    const name = card.dataset.service;
+    const style = getComputedStyle(card);
+    const inner = card.getBoundingClientRect().right - parseFloat(style.borderRightWidth)
+                  - parseFloat(style.paddingRight);
+    if (card.scrollWidth > card.clientWidth)
+      problems.push(name + ": card " + card.scrollWidth + " > " + card.clientWidth);
+    for (const table of card.querySelectorAll("table")) {
+      if (table.scrollWidth > card.clientWidth)
+        problems.push(name + ": table " + table.scrollWidth + " > " + card.clientWidth);
+      if (table.getBoundingClientRect().right > inner + 0.5)
+        problems.push(name + ": table right " + table.getBoundingClientRect().right
+                      + " > " + inner);
+    }
+  }
+  return problems;
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_page_layout_and_charts_at_common_widths_in_chromium(
+    chromium: Any, live_mesh: tuple[meshclient.Client, CallStats], width: int
+) -> None:
+    """Charts of rate, success and p99 fill in with traffic; no table is wider than its card."""
+    client, stats = live_mesh
+    dashboard = Dashboard(
+        {"demo": client, "wide": FakeClient(WIDE_SNAPSHOT)},
+        stats={"demo": stats},
+        interval=0.25,
+    )
+    with Server(dashboard) as server:
+        page = chromium.new_page(viewport={"width": width, "height": 1000})
+        problems: list[str] = []
+        page.on("console", lambda m: m.type in ("error", "warning") and problems.append(m.text))
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+        try:
+            page.goto(server.url, wait_until="load", timeout=10_000)
+            users = '[data-client="demo"] [data-service="users"]'
+            # Complete 1 s steps: the third point arrives about 3 s after traffic started.
+            page.wait_for_function(
+                f"""(charts => charts.length === 3
+                      && charts.every(svg => Number(svg.dataset.points) >= 3))(
+                    [...document.querySelectorAll('{users} svg[data-chart]')])""",
+                timeout=20_000,
+            )
+            for kind in ("rate", "success", "p99"):
+                chart = page.locator(f'{users} svg[data-chart="{kind}"]')
+                assert chart.count() == 1
+                assert chart.locator("path").get_attribute("d").count("L") >= 3
+                box = chart.bounding_box()
+                assert box is not None
+                assert box["width"] > 100
+                assert box["height"] > 30
+            rate = page.locator(f'{users} [data-field="chart-rate"]').inner_text()
+            assert float(rate) > 0
+            assert page.locator(f'{users} [data-field="chart-success"]').inner_text() == "100.0 %"
+            assert page.locator(f'{users} [data-field="chart-p99"]').inner_text().endswith("ms")
+            wide = page.locator('[data-client="wide"] [data-service]')
+            assert wide.locator("svg").count() == 0  # no CallStats: no charts
+            assert "PANIC" in wide.locator('[data-field="health-summary"]').inner_text()
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"dashboard-{width}.png"), full_page=True)
+            assert page.evaluate(LAYOUT_PROBLEMS) == []
         finally:
             page.close()
     assert problems == []

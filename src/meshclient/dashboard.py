@@ -11,8 +11,11 @@ The document carries each client's ``client.snapshot()`` (services, retry budget
 with load and latency estimate, and whatever health, breaker or bulkhead fields the snapshot
 gains) plus, per service, the request rate, success rate and latency percentiles from a
 ``CallStats`` that the application feeds (``stats.record(...)``), because a snapshot holds live
-state, not call history. The page shows fields it does not know as extra columns, so it keeps
-working as the snapshot grows.
+state, not call history. ``CallStats`` also keeps a time series per service (one point per
+``step`` seconds over the last ``history`` seconds: request rate, success rate, p99), which
+the page draws as inline SVG charts, the picture of the Hystrix dashboard. The page shows
+fields it does not know (as ``name=value`` in a last column that wraps), so it keeps working
+as the snapshot grows, and no table grows wider than its card.
 
 This is a debugging aid for a trusted network: it has no authentication. Mount it behind
 whatever protects your other admin endpoints.
@@ -43,6 +46,56 @@ DEFAULT_WINDOW: Final = 10.0
 MAX_SAMPLES: Final = 50_000
 #: A stream ends after this many seconds; the browser's EventSource reconnects by itself.
 MAX_STREAM_SECONDS: Final = 3600.0
+#: Seconds of time series kept per service (the charts' width), and seconds per point.
+DEFAULT_HISTORY: Final = 300.0
+DEFAULT_STEP: Final = 1.0
+#: Latency histogram of one time-series point: bins grow by 5 % from 100 µs, so a p99 read
+#: from it is at most 5 % high (and never above the slowest call of the point).
+_BIN_BASE: Final = 1e-4
+_BIN_GROWTH: Final = math.log(1.05)
+_MAX_BIN: Final = 400  # 1e-4 * 1.05**400 s: about 8 days, past any sane latency
+
+
+def _bin(seconds: float) -> int:
+    if not seconds > _BIN_BASE:  # also NaN
+        return 0
+    return min(_MAX_BIN, math.ceil(math.log(seconds / _BIN_BASE) / _BIN_GROWTH))
+
+
+def _bin_top(index: int) -> float:
+    return _BIN_BASE * math.exp(index * _BIN_GROWTH)
+
+
+class _Point:
+    """One step of one service's time series: calls, successes, a latency histogram."""
+
+    __slots__ = ("bins", "calls", "index", "ok", "slowest")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.calls = 0
+        self.ok = 0
+        self.slowest = 0.0
+        self.bins: dict[int, int] = {}
+
+    def add(self, ok: bool, seconds: float) -> None:
+        self.calls += 1
+        self.ok += ok
+        if seconds > self.slowest:
+            self.slowest = seconds
+        b = _bin(seconds)
+        self.bins[b] = self.bins.get(b, 0) + 1
+
+    def p99(self) -> float | None:
+        if not self.calls:
+            return None
+        rank = max(1, math.ceil(0.99 * self.calls))
+        seen = 0
+        for b in sorted(self.bins):
+            seen += self.bins[b]
+            if seen >= rank:
+                return min(_bin_top(b), self.slowest)
+        return self.slowest  # pragma: no cover - the bins hold every call
 
 
 class SupportsSnapshot(Protocol):
@@ -56,7 +109,10 @@ class CallStats:
 
     ``record(service, ok, seconds)`` once per call (after all its attempts); ``summary()``
     gives, per service, the request rate (calls/s over the window), the success rate and
-    latency percentiles (seconds) of the calls in the window, and totals since the start.
+    latency percentiles (seconds) of the calls in the window, and totals since the start;
+    ``series()`` gives the time series the dashboard draws: one point per ``step`` seconds
+    over the last ``history`` seconds (memory per service is bounded by ``history / step``
+    points of at most a few hundred histogram bins each, whatever the call rate).
     """
 
     def __init__(
@@ -64,32 +120,53 @@ class CallStats:
         *,
         window: float = DEFAULT_WINDOW,
         max_samples: int = MAX_SAMPLES,
+        history: float = DEFAULT_HISTORY,
+        step: float = DEFAULT_STEP,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not (isinstance(window, int | float) and math.isfinite(window) and window > 0):
             raise ValueError(f"CallStats.window must be seconds > 0, got {window!r}")
         if not (isinstance(max_samples, int) and max_samples > 0):
             raise ValueError(f"CallStats.max_samples must be an int > 0, got {max_samples!r}")
+        if not (isinstance(step, int | float) and math.isfinite(step) and 0.1 <= step <= 60):
+            raise ValueError(f"CallStats.step must be seconds in [0.1, 60], got {step!r}")
+        if not (
+            isinstance(history, int | float)
+            and math.isfinite(history)
+            and step <= history <= 10_000 * step
+        ):
+            raise ValueError(
+                f"CallStats.history must be seconds in [step, 10 000 x step], got {history!r}"
+            )
         self._window = float(window)
         self._max = max_samples
+        self._step = float(step)
+        self._points = max(1, round(history / step))
         self._clock = clock
         self._started = clock()
         self._lock = threading.Lock()
         self._calls: dict[str, deque[tuple[float, bool, float]]] = {}
         self._totals: dict[str, list[int]] = {}
+        self._series: dict[str, deque[_Point]] = {}
 
     def record(self, service: str, ok: bool, seconds: float) -> None:
         """One finished call to ``service``: whether it succeeded and how long it took."""
         now = self._clock()
+        index = math.floor(now / self._step)
         with self._lock:
             calls = self._calls.get(service)
             if calls is None:
                 calls = self._calls[service] = deque(maxlen=self._max)
                 self._totals[service] = [0, 0]
+                self._series[service] = deque(maxlen=self._points + 1)
             calls.append((now, ok, seconds))
             totals = self._totals[service]
             totals[0] += 1
             totals[1] += ok
+            points = self._series[service]
+            if not points or points[-1].index < index:
+                points.append(_Point(index))
+            points[-1].add(ok, seconds)
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """Per service: ``rate``, ``success_rate``, ``p50``/``p90``/``p99`` and totals."""
@@ -104,6 +181,35 @@ class CallStats:
                 recent = list(calls)
                 total, ok_total = self._totals[service]
                 out[service] = _summarise(recent, span, total, ok_total)
+        return out
+
+    def series(self) -> dict[str, dict[str, Any]]:
+        """Per service: ``step`` (seconds per point) and ``points``, oldest first.
+
+        A point is ``[age, rate, success_rate, p99]``: ``age`` is how many seconds before now
+        its step ended (0 for the last complete step), ``rate`` calls/s, ``success_rate`` in
+        [0, 1] and ``p99`` seconds, both ``None`` for a step without calls. Only complete steps
+        are given, from the first one with a call; steps without calls count as rate 0.
+        """
+        now = self._clock()
+        current = math.floor(now / self._step)
+        first_wanted = current - self._points
+        out: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for service, points in self._series.items():
+                by_index = {p.index: p for p in points if first_wanted <= p.index < current}
+                rows: list[list[float | None]] = []
+                if by_index:
+                    for index in range(min(by_index), current):
+                        age = (current - 1 - index) * self._step
+                        point = by_index.get(index)
+                        if point is None:
+                            rows.append([age, 0.0, None, None])
+                        else:
+                            rows.append(
+                                [age, point.calls / self._step, point.ok / point.calls, point.p99()]
+                            )
+                out[service] = {"step": self._step, "points": rows}
         return out
 
 
@@ -197,6 +303,7 @@ class Dashboard:
                 entry["error"] = f"snapshot() failed: {exc!r}"
             stats = self._stats.get(name)
             entry["stats"] = stats.summary() if stats is not None else None
+            entry["series"] = stats.series() if stats is not None else None
             clients.append(entry)
         document: dict[str, Any] = _jsonable(
             {"time": time.time(), "interval": self.interval, "clients": clients}
@@ -335,29 +442,46 @@ _PAGE: Final = """<!doctype html>
 <title>__TITLE__ dashboard</title>
 <style>
 :root { --bg:#0f1419; --card:#182029; --fg:#e6e6e6; --dim:#8a96a3; --ok:#3fb950;
-        --warn:#d29922; --bad:#f85149; --line:#2a3541; }
+        --warn:#d29922; --bad:#f85149; --line:#2a3541; --plot:#111a22; --rate:#58a6ff;
+        --p99:#d2a8ff; }
 * { box-sizing: border-box; }
 body { margin:0; padding:1rem 1.5rem; background:var(--bg); color:var(--fg);
        font:14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; }
 h1 { font-size:1.2rem; margin:0 0 .25rem; }
-h2 { font-size:1rem; margin:0; }
-header { display:flex; gap:1rem; align-items:baseline; margin-bottom:1rem; }
+h2 { font-size:1rem; margin:0; overflow-wrap:anywhere; }
+header { display:flex; flex-wrap:wrap; gap:1rem; align-items:baseline; margin-bottom:1rem; }
 #status { color:var(--dim); }
 #status.live { color:var(--ok); }
 #status.down { color:var(--bad); }
 .client > h2 { color:var(--dim); font-weight:normal; margin:1rem 0 .5rem; }
-.services { display:grid; grid-template-columns:repeat(auto-fill, minmax(420px, 1fr)); gap:1rem; }
+.services { display:grid; gap:1rem;
+            grid-template-columns:repeat(auto-fill, minmax(min(100%, 540px), 1fr)); }
 .card { background:var(--card); border:1px solid var(--line); border-radius:8px;
-        padding:.8rem 1rem; }
-.card .sub { color:var(--dim); font-size:.8rem; }
-.metrics { display:grid; grid-template-columns:repeat(4, 1fr); gap:.5rem; margin:.7rem 0; }
-.metric .v { font-size:1.3rem; font-variant-numeric:tabular-nums; }
+        padding:.8rem 1rem; min-width:0; }
+.card .sub { color:var(--dim); font-size:.8rem; overflow-wrap:anywhere; }
+.metrics { display:grid; grid-template-columns:repeat(4, minmax(0, 1fr)); gap:.5rem;
+           margin:.7rem 0; }
+.metric .v { font-size:1.3rem; font-variant-numeric:tabular-nums; overflow-wrap:anywhere; }
 .metric .k { color:var(--dim); font-size:.75rem; }
+.charts { display:grid; grid-template-columns:repeat(3, minmax(0, 1fr)); gap:.6rem;
+          margin:.2rem 0 .8rem; }
+.chart .k { display:flex; justify-content:space-between; gap:.3rem; color:var(--dim);
+            font-size:.75rem; }
+.chart .k b { color:var(--fg); font-weight:normal; font-variant-numeric:tabular-nums; }
+.chart svg { display:block; width:100%; height:56px; background:var(--plot);
+             border-radius:4px; }
+.chart svg path { fill:none; stroke-width:1.5; stroke-linejoin:round; stroke-linecap:round;
+                  vector-effect:non-scaling-stroke; }
+.chart .axis { display:flex; justify-content:space-between; color:var(--dim);
+               font-size:.7rem; }
 table { width:100%; border-collapse:collapse; font-variant-numeric:tabular-nums; }
 th, td { text-align:right; padding:.2rem .4rem; border-top:1px solid var(--line);
          white-space:nowrap; }
 th:first-child, td:first-child { text-align:left; }
-th { color:var(--dim); font-weight:normal; font-size:.75rem; }
+td.text { white-space:normal; overflow-wrap:break-word; }
+td.more { text-align:left; font-size:.8rem; color:var(--dim); overflow-wrap:anywhere; }
+td.addr { white-space:normal; overflow-wrap:anywhere; min-width:7em; }
+th { color:var(--dim); font-weight:normal; font-size:.75rem; white-space:normal; }
 .ok { color:var(--ok); } .warn { color:var(--warn); } .bad { color:var(--bad); }
 .err { color:var(--bad); }
 .bar { display:inline-block; height:.5rem; background:#3b82f6; border-radius:2px;
@@ -373,10 +497,12 @@ th { color:var(--dim); font-weight:normal; font-size:.75rem; }
 <main id="clients"></main>
 <script>
 "use strict";
-const KNOWN_SERVICE = new Set(["balancer", "retry_budget", "endpoints", "breaker", "bulkhead"]);
+const KNOWN_SERVICE = new Set(["balancer", "retry_budget", "endpoints", "breaker", "bulkhead",
+                               "discovery", "health"]);
 const KNOWN_ENDPOINT = new Set(["address", "weight", "outstanding", "latency_estimate",
                                 "latency_samples", "health"]);
-const DASH = "\u2013";
+const DASH = "\\u2013";
+const W = 300, H = 56;  // the charts' viewBox; CSS stretches it to the card's width
 let updates = 0;
 
 function el(tag, attrs, ...children) {
@@ -391,11 +517,13 @@ function isNum(v) { return typeof v === "number" && isFinite(v); }
 function ms(v) { return isNum(v) ? (v * 1000).toFixed(v < 0.01 ? 2 : 1) + " ms" : DASH; }
 function pct(v) { return isNum(v) ? (v * 100).toFixed(1) + " %" : DASH; }
 function num(v, d) { return isNum(v) ? v.toFixed(d === undefined ? 0 : d) : DASH; }
+function ago(s) { return s >= 120 ? Math.round(s / 60) + " min" : Math.round(s) + " s"; }
 function text(v) {
   if (v === null || v === undefined) return DASH;
   if (isNum(v)) return Number.isInteger(v) ? String(v) : v.toFixed(3);
   if (typeof v === "object") {
-    if ("state" in v) return String(v.state);
+    if ("state" in v)
+      return String(v.state) + (v.reason ? " (" + String(v.reason).replace(/_/g, " ") + ")" : "");
     return Object.entries(v).filter(([, x]) => typeof x !== "object")
       .map(([k, x]) => k + "=" + text(x)).join(" ") || "…";
   }
@@ -423,7 +551,65 @@ function metric(key, value, field, cls) {
             el("div", {class: "v " + (cls || ""), "data-field": field}, value),
             el("div", {class: "k"}, key));
 }
-function serviceCard(name, svc, stats) {
+// One time series as an inline SVG line (nothing fetched): x is the age of each point,
+// now at the right edge; a step without a value (no calls) breaks the line.
+function chart(kind, title, series, column, fmt, color, scale) {
+  const points = (series && Array.isArray(series.points)) ? series.points : [];
+  const step = series && isNum(series.step) ? series.step : 1;
+  const values = points.filter(p => isNum(p[column]));
+  const oldest = points.length ? points[0][0] + step : 0;
+  const span = Math.max(10 * step, oldest);  // grows with the history, up to all of it
+  const [lo, hi] = scale(values.map(p => p[column]));
+  let d = "", open = false;
+  for (const p of points) {
+    const v = p[column];
+    if (!isNum(v)) { open = false; continue; }
+    const x = (W - (p[0] / span) * W).toFixed(1);
+    const y = (H - 2 - ((v - lo) / (hi - lo || 1)) * (H - 4)).toFixed(1);
+    d += (open ? "L" : "M") + x + " " + y + (open ? "" : " L" + x + " " + y) + " ";
+    open = true;
+  }
+  const last = values.length ? values[values.length - 1][column] : undefined;
+  const box = el("div", {class: "chart"});
+  box.append(el("div", {class: "k"}, el("span", {}, title),
+                el("b", {"data-field": "chart-" + kind}, fmt(last))));
+  const holder = el("div", {});
+  // Markup from numbers only: parsing it puts the elements in the SVG namespace.
+  holder.innerHTML = '<svg data-chart="' + kind + '" data-points="' + values.length +
+    '" viewBox="0 0 ' + W + " " + H + '" preserveAspectRatio="none" role="img">' +
+    '<path stroke="' + color + '" d="' + d.trim() + '"></path></svg>';
+  box.append(holder.firstChild,
+             el("div", {class: "axis"}, el("span", {}, "\\u2212" + ago(span)),
+                el("span", {}, "max " + fmt(hi)), el("span", {}, "now")));
+  return box;
+}
+function upFromZero(vs) {
+  const top = vs.length ? Math.max(...vs) : 0;
+  return [0, top > 0 ? top * 1.1 : 1];
+}
+function successScale(vs) {
+  const low = vs.length ? Math.min(...vs) : 1;
+  return [Math.min(0.9, Math.floor(low * 10) / 10), 1];
+}
+function discoveryText(d) {
+  if (!d || typeof d !== "object") return "";
+  const parts = [String(d.source || "discovery")];
+  if (isNum(d.endpoints)) parts.push(d.endpoints + " endpoints");
+  if (d.ready === false) parts.push("waiting for a first set");
+  if (isNum(d.errors) && d.errors > 0) parts.push(d.errors + " errors");
+  return parts.join(", ");
+}
+function healthSummary(h) {
+  if (!h || typeof h !== "object") return ["", ""];
+  const parts = [];
+  if (isNum(h.available) && isNum(h.endpoints))
+    parts.push("available " + h.available + "/" + h.endpoints);
+  if (isNum(h.ejected)) parts.push("ejected " + h.ejected);
+  if (h.panic) parts.push("PANIC: every endpoint in use");
+  const cls = h.panic ? "bad" : isNum(h.ejected) && h.ejected > 0 ? "warn" : "";
+  return [parts.join(" \\u00b7 "), cls];
+}
+function serviceCard(name, svc, stats, series) {
   const card = el("section", {class: "card", "data-service": name});
   card.append(el("h2", {}, name),
               el("div", {class: "sub"}, svc.balancer ? text(svc.balancer) : ""));
@@ -440,31 +626,46 @@ function serviceCard(name, svc, stats) {
     metric("retry budget", num(budget.balance), "budget"),
     metric("retries (window)", num(budget.withdrawals), "withdrawals"),
     metric("breaker", svc.breaker === undefined ? DASH : text(svc.breaker), "breaker")));
+  if (series) {
+    card.append(el("div", {class: "charts"},
+      chart("rate", "requests/s", series, 1, v => num(v, 1), "var(--rate)", upFromZero),
+      chart("success", "success", series, 2, pct, "var(--ok)", successScale),
+      chart("p99", "p99 latency", series, 3, ms, "var(--p99)", upFromZero)));
+  }
+  const disc = discoveryText(svc.discovery);
+  const [hs, hsCls] = healthSummary(svc.health);
+  if (disc || hs) {
+    card.append(el("div", {class: "sub " + hsCls, "data-field": "health-summary"},
+                   [disc, hs].filter(Boolean).join(" \\u00b7 ")));
+  }
   const extraService = Object.keys(svc).filter(k => !KNOWN_SERVICE.has(k));
   if (svc.bulkhead !== undefined) extraService.unshift("bulkhead");
   if (extraService.length) {
     card.append(el("div", {class: "sub", "data-field": "service-extra"},
-      extraService.map(k => k + ": " + text(svc[k])).join(" · ")));
+      extraService.map(k => k + ": " + text(svc[k])).join(" \\u00b7 ")));
   }
   const eps = Array.isArray(svc.endpoints) ? svc.endpoints : [];
-  const extra = [];
-  for (const ep of eps) for (const k of Object.keys(ep))
-    if (!KNOWN_ENDPOINT.has(k) && !extra.includes(k) && typeof ep[k] !== "object") extra.push(k);
+  // Fields the page does not know go in one last column as name=value, which wraps, so a
+  // snapshot that grows never makes the table wider than its card.
+  const more = eps.some(ep => Object.keys(ep).some(k => !KNOWN_ENDPOINT.has(k)));
   const totalOut = eps.reduce((a, ep) => a + (isNum(ep.outstanding) ? ep.outstanding : 0), 0);
-  const head = el("tr", {}, el("th", {}, "endpoint"), el("th", {}, "load"), el("th", {}, ""),
+  const head = el("tr", {}, el("th", {}, "endpoint"), el("th", {}, "load"),
                   el("th", {}, "latency est."), el("th", {}, "samples"), el("th", {}, "health"),
-                  ...extra.map(k => el("th", {}, k.replace(/_/g, " "))));
+                  ...(more ? [el("th", {}, "more")] : []));
   const rows = eps.map(ep => {
     const [h, cls] = healthText(svc, ep);
     const share = totalOut > 0 && isNum(ep.outstanding) ? ep.outstanding / totalOut : 0;
+    const extra = Object.keys(ep).filter(k => !KNOWN_ENDPOINT.has(k))
+      .map(k => k + "=" + text(ep[k])).join(" ");
     return el("tr", {"data-endpoint": text(ep.address)},
-      el("td", {}, text(ep.address)),
-      el("td", {"data-field": "outstanding"}, num(ep.outstanding)),
-      el("td", {}, el("span", {class: "bar", style: "width:" + Math.round(share * 60) + "px"})),
+      el("td", {class: "addr"}, text(ep.address)),
+      el("td", {"data-field": "outstanding"},
+         el("span", {class: "bar", style: "width:" + Math.round(share * 40) + "px"}),
+         " " + num(ep.outstanding)),
       el("td", {"data-field": "latency"}, ms(ep.latency_estimate)),
       el("td", {"data-field": "samples"}, num(ep.latency_samples)),
-      el("td", {class: cls, "data-field": "health"}, h),
-      ...extra.map(k => el("td", {}, text(ep[k]))));
+      el("td", {class: "text " + cls, "data-field": "health"}, h),
+      ...(more ? [el("td", {class: "text more", "data-field": "more"}, extra)] : []));
   });
   card.append(el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows)));
   return card;
@@ -478,10 +679,12 @@ function render(doc) {
     if (c.error) box.append(el("div", {class: "err"}, c.error));
     const services = (c.snapshot && c.snapshot.services) || {};
     const stats = c.stats || {};
+    const series = c.series || {};
     const grid = el("div", {class: "services"});
     const names = Object.keys(services);
     for (const s of Object.keys(stats)) if (!names.includes(s)) names.push(s);
-    for (const s of names) grid.append(serviceCard(s, services[s] || {}, stats[s]));
+    for (const s of names)
+      grid.append(serviceCard(s, services[s] || {}, stats[s], c.series ? series[s] || {} : null));
     box.append(grid);
     frag.append(box);
   }
