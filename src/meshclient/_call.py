@@ -81,6 +81,7 @@ class Call:
     __slots__ = (
         "_ended",
         "_ends",
+        "_sent_names",
         "_state",
         "attempts",
         "buffered",
@@ -93,6 +94,7 @@ class Call:
         "passthrough",
         "policy",
         "port",
+        "raw_headers",
         "rejected",
         "request",
         "rng",
@@ -117,6 +119,8 @@ class Call:
         self.policy = policy
         self.service = route.name
         self.passthrough = route.passthrough
+        #: The caller's headers, raw; each attempt sends a copy its modules may edit.
+        self.raw_headers: list[tuple[bytes, bytes]] = request.headers.raw
         url = request.url
         self.port: int = url.port or (443 if url.raw_scheme == b"https" else 80)
         self.clock: Callable[[], float] = route.clock
@@ -136,6 +140,7 @@ class Call:
         self.span: Any = None
         self.context: Any = None
         self._state: dict[Any, Any] | None = None
+        self._sent_names: frozenset[bytes] | None = None
         self._ends: tuple[Callable[[Call], None], ...] = ()
         self._ended = False
 
@@ -443,7 +448,7 @@ class Attempt:
         self.started = now
         self.endpoint: EndpointState | None = None
         # A fresh list per attempt: the caller's request is never mutated.
-        self.headers: list[tuple[bytes, bytes]] = call.request.headers.raw
+        self.headers: list[tuple[bytes, bytes]] = call.raw_headers.copy()
         self.deadline: float | None = None
         self.bound_by: str | None = None
         self.probe = False
@@ -497,6 +502,21 @@ class Attempt:
             if item.lower() == key:
                 return value.decode("latin-1")
         return None
+
+    def set_header(self, name: bytes, value: bytes) -> None:
+        """Set header ``name`` (lower-case) on this attempt, replacing any copy the caller sent.
+
+        The caller's header names are lower-cased once per call, not once per header set.
+        """
+        call = self.call
+        sent = call._sent_names
+        if sent is None:
+            sent = call._sent_names = frozenset(
+                map(bytes.lower, next(zip(*call.raw_headers, strict=True), ()))
+            )
+        if name in sent:  # rare: the caller sent it
+            self.headers = [item for item in self.headers if item[0].lower() != name]
+        self.headers.append((name, value))
 
     def answered(self) -> None:
         """The attempt's answer (or its error) arrived: it no longer waits on its endpoint."""

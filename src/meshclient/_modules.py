@@ -28,7 +28,7 @@ from ._names import DECISION_BUDGET, DECISION_DEADLINE, DECISION_RETRY
 from ._policy import UNSET
 from ._retry import Retry, RetryBudget, is_idempotent, parse_retry_after
 from ._stack import Admission, AdmissionModule, AttemptModule, CallModule, ServiceContext, _Admitted
-from ._telemetry import RouteTelemetry, set_header
+from ._telemetry import RouteTelemetry
 
 __all__ = [
     "AttemptTelemetryModule",
@@ -213,7 +213,7 @@ def _may_resend(call: Call) -> bool:
         return False  # a generator body was consumed by the first attempt
     idempotent = call.policy.idempotent
     if idempotent is UNSET:
-        return is_idempotent(request.method, request.headers.raw)
+        return is_idempotent(request.method, call.raw_headers)
     return idempotent
 
 
@@ -472,7 +472,7 @@ class _AttemptTimeout(AttemptModule):
         if header is not None:
             # Relative, so the callee's clock need not agree with ours.
             left = deadline - now
-            set_header(attempt.headers, header, b"%d" % (left * 1000 if left > 0 else 0))
+            attempt.set_header(header, b"%d" % (left * 1000 if left > 0 else 0))
 
 
 def settle_sync(

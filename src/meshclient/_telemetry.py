@@ -71,7 +71,7 @@ if TYPE_CHECKING:
     from ._endpoint import EndpointState
     from ._route import Route
 
-__all__ = ["MeshTelemetry", "RouteTelemetry", "Telemetry", "redact_url", "set_header"]
+__all__ = ["MeshTelemetry", "RouteTelemetry", "Telemetry", "redact_url"]
 
 logger = logging.getLogger("meshclient")
 
@@ -310,8 +310,8 @@ class _Hooks:
                 )
 
 
-class _HeaderSetter(Setter[list[tuple[bytes, bytes]]]):
-    """Sets a header in an attempt's own header list, replacing any copy the caller sent."""
+class _HeaderSetter(Setter["Attempt"]):
+    """Sets a propagation header on an attempt, replacing any copy the caller sent."""
 
     __slots__ = ("_names",)
 
@@ -319,27 +319,16 @@ class _HeaderSetter(Setter[list[tuple[bytes, bytes]]]):
         #: Header names as bytes, per propagator key (a handful: traceparent, baggage, ...).
         self._names: dict[str, bytes] = {}
 
-    def set(self, carrier: list[tuple[bytes, bytes]], key: str, value: str) -> None:
+    def set(self, carrier: Attempt, key: str, value: str) -> None:
         name = self._names.get(key)
         if name is None:
             name = key.lower().encode("ascii")
             if len(self._names) < _CACHE_LIMIT:
                 self._names[key] = name
-        set_header(carrier, name, value.encode("latin-1"))
+        carrier.set_header(name, value.encode("latin-1"))
 
 
 _SETTER: Final = _HeaderSetter()
-
-
-def set_header(headers: list[tuple[bytes, bytes]], name: bytes, value: bytes) -> None:
-    """Replace (or add) one lower-case header in an attempt's header list."""
-    size = len(name)
-    for key, _ in headers:
-        # Lengths first: most names differ in length, and then need no lower-casing.
-        if len(key) == size and key.lower() == name:  # rare: the caller sent it
-            headers[:] = [h for h in headers if len(h[0]) != size or h[0].lower() != name]
-            break
-    headers.append((name, value))
 
 
 def _error_type(error: BaseException | None, status: int | None) -> str | None:
@@ -563,7 +552,7 @@ class RouteTelemetry:
         if call.span is INVALID_SPAN and self.lazy and not tracer_provider_installed():
             attempt.span = INVALID_SPAN  # no SDK: no span, but an incoming trace goes on
             if parent:
-                propagate.get_global_textmap().inject(attempt.headers, parent, _SETTER)
+                propagate.get_global_textmap().inject(attempt, parent, _SETTER)
             return
         request = call.request
         method = request.method
@@ -591,7 +580,7 @@ class RouteTelemetry:
             if url is None and span.is_recording():  # a sampler that decided otherwise
                 span.set_attribute(n.URL_FULL, redact_url(request.url, self.redact))
             inject = set_span_in_context(span, parent)
-        propagate.get_global_textmap().inject(attempt.headers, inject, _SETTER)
+        propagate.get_global_textmap().inject(attempt, inject, _SETTER)
 
     def attempt_ended(self, attempt: Attempt) -> None:
         """End the attempt's span, record its duration, then report what was decided on it."""
