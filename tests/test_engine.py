@@ -406,6 +406,26 @@ def test_the_attempt_deadline_is_sent_as_the_time_left(clock) -> None:
     assert 199 <= int(headers[1]) <= 200
 
 
+def test_a_header_the_caller_sent_is_replaced_on_every_attempt_not_doubled(clock) -> None:
+    sent: list[list[tuple[bytes, bytes]]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers.raw)
+        return httpx.Response(503 if len(sent) == 1 else 200)
+
+    retry = meshclient.Retry(attempts=2, backoff=0.0, max_backoff=0.0)
+    policy = meshclient.Policy(timeout=meshclient.Timeout(total=0.3), retry=retry)
+    caller = {"X-Meshclient-Timeout-MS": "99999", "x-other": "kept"}
+    with client(handler, clock, policy=policy) as http:
+        assert http.get("http://users/", headers=caller).status_code == 200
+    assert len(sent) == 2
+    for headers in sent:
+        names = [name.lower() for name, _ in headers]
+        assert names.count(b"x-meshclient-timeout-ms") == 1
+        assert int(dict(headers)[b"x-meshclient-timeout-ms"]) <= 300
+        assert (b"x-other", b"kept") in headers
+
+
 def test_no_endpoints_names_the_service(clock) -> None:
     class Empty(meshclient.Discovery):
         def start(self, updates: Any) -> None:
