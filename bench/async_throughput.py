@@ -23,7 +23,10 @@ from .report import Check, ScenarioResult, median
 
 NAME = "async_throughput"
 CONCURRENCY = 64
-TARGET_SPEEDUP = 2.0
+#: Warm requests per second at concurrency 64, at least this many times raw httpx's.
+TARGET_WARM = 3.0
+#: Requests a fresh client completes in its first second, at least this many times raw's.
+TARGET_COLD = 2.0
 PATH = "/x"
 #: Upper bound on requests per worker per run (the loops also stop on time).
 MAX_PER_WORKER = 1_000_000
@@ -165,14 +168,14 @@ def run(*, quick: bool) -> ScenarioResult:
         row["warm_vs_raw"] = row["warm_req_per_s"] / raw["warm_req_per_s"]
         row["cold_vs_raw"] = row["cold_req_first_s"] / max(1.0, raw["cold_req_first_s"])
     result.checks.append(
-        Check("meshclient warm req/s vs raw", mesh["warm_vs_raw"], ">=", TARGET_SPEEDUP, "x")
+        Check("meshclient warm req/s vs raw", mesh["warm_vs_raw"], ">=", TARGET_WARM, "x")
     )
     result.checks.append(
         Check(
             "meshclient cold first-second requests vs raw",
             mesh["cold_vs_raw"],
             ">=",
-            TARGET_SPEEDUP,
+            TARGET_COLD,
             "x",
         )
     )
