@@ -1,11 +1,21 @@
-"""The per-endpoint shard free list: exact slot accounting under any acquire/release order."""
+"""Connections to one endpoint: the shard free list (exact slot accounting under any order of
+acquire and release) and the factory that builds every shard as httpx would build its pool."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import importlib.util
+import ssl
+from typing import Any
+
+import httpcore
+import httpx
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshclient._pool import EndpointPool, Shard
+from meshclient._pool import HTTP2_STREAMS, EndpointPool, PoolFactory, Shard
 
 
 class Closed:
@@ -90,3 +100,266 @@ def test_retired_pool_closes_idle_shards_now_and_busy_ones_on_release() -> None:
     pool.release(busy)
     assert closed.pools == [idle.pool, busy.pool]
     assert pool.shards == []
+
+
+# -- PoolFactory: each shard is httpcore's own pool, built from the client's settings ----------
+
+
+class BuiltPool:
+    """Stands in for one of httpcore's pool classes: what a shard was built with, and closes."""
+
+    def __init__(self, kind: str, **kwargs: Any) -> None:
+        self.kind = kind
+        self.kwargs = kwargs
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+@pytest.fixture
+def built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpcore's pool and proxy classes replaced by ``BuiltPool``; no proxy in the environment."""
+    for kind in (
+        "ConnectionPool",
+        "AsyncConnectionPool",
+        "HTTPProxy",
+        "AsyncHTTPProxy",
+        "SOCKSProxy",
+        "AsyncSOCKSProxy",
+    ):
+        monkeypatch.setattr(httpcore, kind, functools.partial(BuiltPool, kind))
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def shard_of(pool: EndpointPool) -> BuiltPool:
+    built_pool = pool.acquire().pool
+    assert isinstance(built_pool, BuiltPool)
+    return built_pool
+
+
+LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=4, keepalive_expiry=7.0)
+BACKEND = object()
+
+
+@pytest.mark.usefixtures("built")
+@pytest.mark.parametrize(
+    ("asynchronous", "kind"), [(False, "ConnectionPool"), (True, "AsyncConnectionPool")]
+)
+def test_an_http1_shard_is_a_one_connection_pool_with_the_clients_settings(
+    asynchronous: bool, kind: str
+) -> None:
+    factory = PoolFactory(
+        asynchronous=asynchronous,
+        verify=False,
+        limits=LIMITS,
+        trust_env=False,
+        network_backend=BACKEND,
+    )
+    plain, tls = factory.pools("127.0.0.1", 8001)
+    assert plain is tls  # no proxy: one pool serves both schemes
+    first, second = shard_of(plain), shard_of(plain)
+    assert first.kind == second.kind == kind
+    ssl_context = first.kwargs.pop("ssl_context")
+    assert isinstance(ssl_context, ssl.SSLContext)
+    assert ssl_context.verify_mode == ssl.CERT_NONE  # verify=False reached the TLS context
+    assert second.kwargs.pop("ssl_context") is ssl_context  # one TLS context for every shard
+    assert first.kwargs == second.kwargs
+    assert first.kwargs == {
+        "max_connections": 1,
+        "max_keepalive_connections": 1,
+        "keepalive_expiry": 7.0,
+        "http1": True,
+        "http2": False,
+        "network_backend": BACKEND,
+    }
+
+
+@pytest.mark.usefixtures("built")
+def test_an_http2_shard_carries_http2_streams_requests_on_one_connection() -> None:
+    factory = PoolFactory(
+        asynchronous=False, limits=LIMITS, trust_env=False, http1=False, http2=True
+    )
+    pool, _ = factory.pools("127.0.0.1", 8001)
+    kwargs = shard_of(pool).kwargs
+    assert (kwargs["max_connections"], kwargs["max_keepalive_connections"]) == (8, 8)
+    assert (kwargs["http1"], kwargs["http2"]) == (False, True)
+    assert pool.cap == HTTP2_STREAMS == 8
+
+
+@pytest.mark.usefixtures("built")
+@pytest.mark.parametrize(
+    ("http2", "limits", "bounds"),
+    [
+        (False, httpx.Limits(max_connections=10, max_keepalive_connections=4), (1, 10, 4)),
+        (True, httpx.Limits(max_connections=10, max_keepalive_connections=4), (8, 2, 1)),
+        (True, httpx.Limits(max_connections=3, max_keepalive_connections=0), (8, 1, 0)),
+        (
+            False,
+            httpx.Limits(max_connections=None, max_keepalive_connections=None),
+            (1, None, None),
+        ),
+    ],
+)
+def test_limits_bound_the_shards_of_each_endpoint(
+    http2: bool, limits: httpx.Limits, bounds: tuple[int, int | None, int | None]
+) -> None:
+    """``max_connections`` and ``max_keepalive_connections`` count connections per endpoint;
+    with HTTP/2 a shard is one connection carrying ``HTTP2_STREAMS`` requests."""
+    factory = PoolFactory(asynchronous=False, limits=limits, trust_env=False, http2=http2)
+    pool, _ = factory.pools("127.0.0.1", 8001)
+    assert (pool.cap, pool.max_shards, pool.max_idle) == bounds
+
+
+@pytest.mark.usefixtures("built")
+@pytest.mark.parametrize(("asynchronous", "kind"), [(False, "HTTPProxy"), (True, "AsyncHTTPProxy")])
+def test_an_explicit_proxy_carries_both_schemes_with_its_url_and_credentials(
+    asynchronous: bool, kind: str
+) -> None:
+    factory = PoolFactory(
+        asynchronous=asynchronous,
+        limits=LIMITS,
+        trust_env=False,
+        proxy="http://user:pw@proxy.local:3128",
+        network_backend=BACKEND,
+    )
+    plain, tls = factory.pools("127.0.0.1", 8001)
+    assert plain is tls
+    shard = shard_of(plain)
+    assert shard.kind == kind
+    kwargs = shard.kwargs
+    assert kwargs["proxy_url"] == httpcore.URL(
+        scheme=b"http", host=b"proxy.local", port=3128, target=b"/"
+    )
+    assert kwargs["proxy_auth"] == (b"user", b"pw")
+    assert kwargs["proxy_headers"] == []
+    assert kwargs["proxy_ssl_context"] is None
+    assert kwargs["max_connections"] == 1
+    assert kwargs["keepalive_expiry"] == 7.0
+    assert kwargs["network_backend"] is BACKEND
+    assert isinstance(kwargs["ssl_context"], ssl.SSLContext)
+
+
+@pytest.mark.usefixtures("built")
+@pytest.mark.parametrize(
+    ("asynchronous", "kind"), [(False, "SOCKSProxy"), (True, "AsyncSOCKSProxy")]
+)
+def test_a_socks_proxy_gets_a_socks_shard(
+    asynchronous: bool, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: object() if name == "socksio" else find_spec(name, *args),
+    )
+    factory = PoolFactory(
+        asynchronous=asynchronous,
+        limits=LIMITS,
+        trust_env=False,
+        proxy="socks5://user:pw@socks.local:1080",
+    )
+    shard = shard_of(factory.pools("127.0.0.1", 8001)[0])
+    assert shard.kind == kind
+    assert shard.kwargs["proxy_url"] == httpcore.URL(
+        scheme=b"socks5", host=b"socks.local", port=1080, target=b"/"
+    )
+    assert shard.kwargs["proxy_auth"] == (b"user", b"pw")
+    assert shard.kwargs["max_connections"] == 1
+    assert "proxy_headers" not in shard.kwargs
+
+
+@pytest.mark.usefixtures("built")
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_environment_proxies_apply_per_scheme_only_with_trust_env(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://tls-proxy.local:3128")
+    plain, tls = PoolFactory(asynchronous=False, limits=LIMITS).pools(host, 8001)
+    assert plain is not tls
+    assert shard_of(plain).kind == "ConnectionPool"
+    proxied = shard_of(tls)
+    assert proxied.kind == "HTTPProxy"
+    assert proxied.kwargs["proxy_url"].host == b"tls-proxy.local"
+    plain, tls = PoolFactory(asynchronous=False, limits=LIMITS, trust_env=False).pools(host, 8001)
+    assert plain is tls
+    assert shard_of(tls).kind == "ConnectionPool"
+
+
+@pytest.mark.usefixtures("built")
+def test_proxy_for_answers_as_httpx_would() -> None:
+    factory = PoolFactory(asynchronous=False, limits=LIMITS, proxy=httpx.URL("http://p.local:1"))
+    proxy = factory.proxy_for("https://anything:443")
+    assert isinstance(proxy, httpx.Proxy)
+    assert proxy.url == httpx.URL("http://p.local:1")
+    assert PoolFactory(asynchronous=False, limits=LIMITS).proxy_for("http://x:1") is None
+
+
+def test_a_bad_proxy_fails_when_the_factory_is_built() -> None:
+    with pytest.raises(ValueError, match="Unknown scheme for proxy URL"):
+        PoolFactory(asynchronous=False, limits=LIMITS, proxy="ftp://proxy.local:21")
+
+
+@pytest.mark.usefixtures("built")
+def test_a_retired_sync_shard_is_closed_at_once() -> None:
+    factory = PoolFactory(asynchronous=False, limits=LIMITS, trust_env=False)
+    pool, _ = factory.pools("127.0.0.1", 8001)
+    shard = pool.acquire()
+    pool.release(shard)
+    pool.retire()
+    assert shard.pool.closed == 1
+    assert factory.unclosed == []
+
+
+@pytest.mark.usefixtures("built")
+def test_an_async_shard_retired_outside_a_loop_waits_for_open_shards() -> None:
+    factory = PoolFactory(asynchronous=True, limits=LIMITS, trust_env=False)
+    pool, _ = factory.pools("127.0.0.1", 8001)
+    shard = pool.acquire()
+    pool.release(shard)
+    pool.retire()
+    assert shard.pool.closed == 0
+    assert factory.open_shards() == [shard.pool]
+    assert factory.open_shards() == []
+
+
+@pytest.mark.usefixtures("built")
+def test_an_async_shard_retired_in_a_loop_is_closed_by_a_task_of_that_loop() -> None:
+    factory = PoolFactory(asynchronous=True, limits=LIMITS, trust_env=False)
+
+    async def retire() -> BuiltPool:
+        pool, _ = factory.pools("127.0.0.1", 8001)
+        shard = pool.acquire()
+        pool.release(shard)
+        pool.retire()
+        assert len(factory.closing) == 1
+        await asyncio.gather(*factory.closing)
+        await asyncio.sleep(0)  # the done callback runs on the next turn of the loop
+        return shard.pool
+
+    closed = asyncio.run(retire())
+    assert closed.closed == 1
+    assert factory.closing == set()
+    assert factory.unclosed == []
+
+
+@pytest.mark.usefixtures("built")
+def test_open_shards_hands_over_every_open_shard_and_empties_the_pools() -> None:
+    factory = PoolFactory(asynchronous=False, limits=LIMITS, trust_env=False)
+    first, _ = factory.pools("127.0.0.1", 8001)
+    second, _ = factory.pools("127.0.0.1", 8002)
+    busy, idle = first.acquire(), first.acquire()
+    first.release(idle)
+    other = second.acquire()
+    assert sorted(map(id, factory.open_shards())) == sorted(
+        id(shard.pool) for shard in (busy, idle, other)
+    )
+    for pool in (first, second):
+        assert (pool.shards, pool.free, pool.retired) == ([], [], True)
+    first.release(busy)  # released after the client closed: nothing left to close twice
+    assert busy.pool.closed == 0
