@@ -1048,3 +1048,48 @@ def test_quickstart_lists_the_dependencies_pip_installs() -> None:
     match = re.search(r"pip install meshclient +# the library \(([^)]*)\)", quickstart)
     assert match is not None
     assert set(match.group(1).split(", ")) == wanted
+
+
+# -- names the pages list -------------------------------------------------------------------
+
+
+def table_rows(page: str, first_column: str) -> dict[str, str]:
+    """Rows of the Markdown tables whose first column holds a backticked name."""
+    rows = {}
+    for line in prose(page).splitlines():
+        match = re.match(r"\| `([^`]+)` \|(.*)", line)
+        if match and re.fullmatch(first_column, match.group(1)):
+            rows[match.group(1)] = match.group(2)
+    return rows
+
+
+def test_telemetry_md_lists_every_metric() -> None:
+    metrics = {v for k, v in vars(_names).items() if k.startswith("METRIC_")}
+    listed = table_rows("telemetry.md", r"[\w.]+")
+    assert metrics <= set(listed), sorted(metrics - set(listed))
+
+
+def test_telemetry_md_lists_every_hook_event_with_its_fields() -> None:
+    import attrs
+
+    from meshclient import hooks
+
+    listed = table_rows("telemetry.md", r"[A-Z]\w+")
+    for name in hooks.__all__:
+        event = getattr(hooks, name)
+        if not attrs.has(event):
+            continue
+        assert name in listed, f"{name} is missing from telemetry.md's hook table"
+        fields = re.findall(r"`(\w+)`", listed[name])
+        assert fields == [f.name for f in attrs.fields(event)], name
+
+
+@pytest.mark.parametrize("page", ["operating.md", "telemetry.md", "dashboard.md"])
+def test_telemetry_names_quoted_are_meshclients(page: str) -> None:
+    """A metric, attribute or event name in backticks is one ``meshclient._names`` defines."""
+    emitted = {v for k, v in vars(_names).items() if k.isupper() and isinstance(v, str)}
+    quoted = re.findall(r"`((?:http|meshclient|server|network|url|error)\.[a-z_.]+)`", prose(page))
+    modules = {"meshclient.hooks", "meshclient.testing", "meshclient.middleware"}
+    modules |= {"meshclient.dashboard", "meshclient.stack"}
+    unknown = sorted({name for name in quoted if name not in emitted and name not in modules})
+    assert unknown == []
