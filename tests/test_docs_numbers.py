@@ -1048,6 +1048,10 @@ def test_quickstart_lists_the_dependencies_pip_installs() -> None:
     match = re.search(r"pip install meshclient +# the library \(([^)]*)\)", quickstart)
     assert match is not None
     assert set(match.group(1).split(", ")) == wanted
+    demo = {re.split(r"[<>=\[ ;]", dep)[0] for dep in project["optional-dependencies"]["demo"]}
+    match = re.search(r'pip install "meshclient\[demo\]" +# plus (\w+) and (\w+) for', quickstart)
+    assert match is not None
+    assert set(match.groups()) == demo
 
 
 # -- names the pages list -------------------------------------------------------------------
