@@ -363,3 +363,123 @@ def test_open_shards_hands_over_every_open_shard_and_empties_the_pools() -> None
         assert (pool.shards, pool.free, pool.retired) == ([], [], True)
     first.release(busy)  # released after the client closed: nothing left to close twice
     assert busy.pool.closed == 0
+
+
+@pytest.mark.usefixtures("built")
+def test_by_default_shards_verify_tls_speak_http1_and_honour_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.local:3128")
+    plain, _ = PoolFactory(asynchronous=False, limits=LIMITS).pools("127.0.0.1", 8001)
+    shard = shard_of(plain)
+    assert shard.kind == "HTTPProxy"
+    assert (shard.kwargs["http1"], shard.kwargs["http2"]) == (True, False)
+    assert shard.kwargs["ssl_context"].verify_mode == ssl.CERT_REQUIRED
+
+
+def test_the_tls_context_is_httpxs_own_from_verify_cert_and_trust_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[dict[str, Any]] = []
+    context = ssl.create_default_context()
+
+    def create_ssl_context(**kwargs: Any) -> ssl.SSLContext:
+        made.append(kwargs)
+        return context
+
+    monkeypatch.setattr(httpx, "create_ssl_context", create_ssl_context)
+    PoolFactory(
+        asynchronous=False, limits=LIMITS, verify="/ca.pem", cert="/me.pem", trust_env=False
+    )
+    assert made == [{"verify": "/ca.pem", "cert": "/me.pem", "trust_env": False}]
+
+
+@pytest.mark.usefixtures("built")
+def test_no_proxy_exempts_a_host_from_the_scheme_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx's order: a pattern naming the host wins over one naming only the scheme."""
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.local:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.local:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    factory = PoolFactory(asynchronous=False, limits=LIMITS)
+    assert factory.proxy_for("http://127.0.0.1:8001") is None
+    assert factory.proxy_for("https://127.0.0.1:8001") is None
+    assert factory.proxy_for("http://10.0.0.1:8001") is not None
+
+
+@pytest.mark.usefixtures("built")
+def test_an_httpx_proxy_is_taken_as_it_is() -> None:
+    proxy = httpx.Proxy("http://p.local:1", headers={"x-via": "mesh"})
+    factory = PoolFactory(asynchronous=False, limits=LIMITS, proxy=proxy)
+    assert factory.proxy_for("http://anything:80") is proxy
+    shard = shard_of(factory.pools("127.0.0.1", 8001)[0])
+    assert shard.kwargs["proxy_headers"] == [(b"x-via", b"mesh")]
+
+
+@pytest.mark.parametrize(
+    ("package", "make", "message"),
+    [
+        (
+            "h2",
+            lambda: PoolFactory(asynchronous=False, limits=LIMITS, http2=True),
+            "Using http2=True, but the 'h2' package is not installed: pip install 'httpx[http2]'",
+        ),
+        (
+            "socksio",
+            lambda: (
+                PoolFactory(asynchronous=False, limits=LIMITS, proxy="socks5://s.local:1080")
+                .pools("127.0.0.1", 8001)[0]
+                .acquire()
+            ),
+            "Using a SOCKS proxy, but the 'socksio' package is not installed: "
+            "pip install 'httpx[socks]'",
+        ),
+    ],
+)
+def test_a_missing_optional_package_is_named_with_its_install_command(
+    package: str, make: Any, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == package else find_spec(name, *args),
+    )
+    with pytest.raises(ImportError) as info:
+        make()
+    assert str(info.value) == message
+
+
+def test_http2_off_needs_no_h2(monkeypatch: pytest.MonkeyPatch) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *args: None if name == "h2" else find_spec(name)
+    )
+    PoolFactory(asynchronous=False, limits=LIMITS, http2=False, trust_env=False)
+
+
+def test_a_shard_with_room_is_offered_again_before_another_opens() -> None:
+    pool, _ = make_pool(cap=2)
+    first = pool.acquire()
+    assert pool.acquire() is first
+    assert pool.acquire() is not first  # full at 2: the next request opens a second shard
+
+
+def test_requests_queued_behind_a_busy_shard_are_counted_on_it() -> None:
+    pool, _ = make_pool(max_shards=1)
+    shard = pool.acquire()
+    assert pool.acquire() is shard
+    assert pool.acquire() is shard
+    assert shard.count == 3
+    for _ in range(3):
+        pool.release(shard)
+    assert (shard.count, pool.idle, pool.free) == (0, 1, [shard])
+
+
+def test_a_retired_pool_counts_no_idle_shard() -> None:
+    pool, _ = make_pool()
+    busy, idle = pool.acquire(), pool.acquire()
+    pool.release(idle)
+    assert pool.idle == 1
+    pool.retire()
+    assert pool.idle == 0
+    assert pool.shards == [busy]
