@@ -25,6 +25,7 @@ from ._exceptions import (
 )
 from ._health import OutlierDetection
 from ._policy import Policy
+from ._public import publish as _publish
 from ._ratelimit import RateLimitedError, RateLimiter
 from ._retry import Retry, RetryBudget
 from ._service import Service
@@ -87,3 +88,7 @@ __all__ = [
     "deadline_scope",
     "time_left",
 ]
+
+# Exported classes and functions say where users import them from (meshclient.Retry, not
+# meshclient._retry.Retry), in reprs, tracebacks, pickles and the API reference.
+_publish(__name__, __all__, globals())

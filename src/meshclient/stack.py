@@ -35,6 +35,7 @@ from ._modules import (
     RetryModule,
     service_param,
 )
+from ._public import publish as _publish
 from ._stack import (
     ATTEMPT,
     CALL,
@@ -76,3 +77,7 @@ __all__ = [
     "Wait",
     "service_param",
 ]
+
+# Exported classes and functions say where users import them from (meshclient.Retry, not
+# meshclient._retry.Retry), in reprs, tracebacks, pickles and the API reference.
+_publish(__name__, __all__, globals())
