@@ -196,8 +196,8 @@ class RetryBudget:
     """Finagle's and Linkerd's retry budget: retries may add at most ``ratio`` of the calls, plus
     ``min_per_second`` so quiet or just-started clients can still retry.
 
-    Every logical call ``deposit()``s once; every retry, re-queues of never-sent requests included,
-    must ``try_withdraw()`` first. The defaults (20 % + 10/s over 10 s) are Finagle's
+    Every logical call makes one ``deposit()``; every retry, re-queues of never-sent requests
+    included, must ``try_withdraw()`` first. The defaults (20 % + 10/s over 10 s) are Finagle's
     ``RetryBudget()`` and Linkerd's: under total failure a client sends at most ~1.25x its call
     rate instead of ``attempts`` x, so retries cannot turn an overload into an outage. The
     ``min_per_second * ttl`` reserve is a standing allowance (100 retries by default), not a
