@@ -555,10 +555,18 @@ CLAIMS: list[Claim] = [
     ),
     Claim(
         "benchmarks.md",
-        r"applying a (1 000)-endpoint update .* under (\d+) calls/s \| success ≥ ([\d.]+) %",
+        r"pick cost from (\d+) to ([\d ]+) endpoints; a ([\d ]+)-endpoint update .* replaced every"
+        r" ([\d.]+) s under (\d+) calls/s, .* \| pick at ([\d ]+) ≤ ([\d.]+)x at (\d+); success"
+        r" ≥ ([\d.]+) %",
         lambda: (
+            min(bench("discovery").SIZES),
+            max(bench("discovery").SIZES),
             bench("discovery").UPDATE_SIZE,
+            bench("discovery").CHURN_EVERY,
             bench("discovery").CHURN_RATE,
+            max(bench("discovery").SIZES),
+            bench("discovery").FLAT_RATIO,
+            min(bench("discovery").SIZES),
             bench("discovery").TARGET_SUCCESS,
         ),
     ),
