@@ -1,4 +1,5 @@
-"""Tasks: `nox -s tests` (the CI suite), `lint`, `typecheck`, `bench`, `demo`, `docs`."""
+"""Tasks: `nox -s tests` (the CI suite), `tests_oldest`, `lint`, `typecheck`, `build`, `bench`,
+`demo`, `docs`."""
 
 from __future__ import annotations
 
@@ -25,6 +26,81 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs, success_codes=[0])
 
 
+#: OpenTelemetry packages the suite needs besides the API, at the API's lowest allowed release:
+#: the SDK and the OTLP exporter are released with the API, the httpx instrumentation beside it.
+OTEL_OLDEST = {
+    "opentelemetry-api": "1.30.0",
+    "opentelemetry-sdk": "1.30.0",
+    "opentelemetry-exporter-otlp-proto-http": "1.30.0",
+    "opentelemetry-proto": "1.30.0",
+    "opentelemetry-instrumentation-httpx": "0.51b0",
+}
+#: Tests that check a third-party library's behaviour today, for a page that describes it
+#: (not meshclient's behaviour); they need its newest release.
+NEWEST_ONLY = [
+    # migrating.md: how tenacity 9.1.3+ shares statistics between calls of a decorated function
+    "tests/test_docs_numbers.py::test_tenacity_decorator_runs_each_call_on_a_copy_sharing_one_statistics_dict",
+]
+
+
+def lowest(requirements: list[str]) -> list[str]:
+    """Each requirement pinned to its lower bound: ``httpx>=0.28,<0.29`` -> ``httpx==0.28``."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    pins = []
+    for text in requirements:
+        requirement = Requirement(text)
+        floors = [Version(s.version) for s in requirement.specifier if s.operator in {">=", "=="}]
+        if not floors:
+            raise ValueError(f"{text!r} in pyproject.toml has no lower bound")
+        pins.append(f"{requirement.name}=={max(floors)}")
+    return pins
+
+
+@nox.session(python=PYTHON)
+def tests_oldest(session: nox.Session) -> None:
+    """The whole suite against the oldest releases pyproject.toml allows (CI runs it too).
+
+    Every run-time dependency and every extra's at its lower bound (httpx, httpcore, the
+    OpenTelemetry API and SDK, tenacity, attrs, anyio, dnspython, ...); test tools at their
+    newest. `nox -s tests` in a fresh virtualenv (as in CI) is the newest allowed of all.
+    """
+    from packaging.version import Version
+
+    project = PYPROJECT["project"]
+    runtime = [*project["dependencies"]]
+    for extra in project["optional-dependencies"].values():
+        runtime += extra
+    floors = dict(pin.split("==") for pin in lowest(runtime))
+    if Version(floors["opentelemetry-api"]) != Version(OTEL_OLDEST["opentelemetry-api"]):
+        session.error("pyproject.toml's opentelemetry-api floor moved: update OTEL_OLDEST")
+    pins = [f"{name}=={version}" for name, version in sorted({**floors, **OTEL_OLDEST}.items())]
+    session.install("-e", ".", *group("test"), *pins)
+    # What pip resolved is what was asked for (a pin it could not honour fails the install).
+    session.run("python", "-c", CHECK_PINS, *pins)
+    deselect = [arg for test in NEWEST_ONLY for arg in ("--deselect", test)]
+    session.run("pytest", *deselect, *session.posargs)
+
+
+CHECK_PINS = """
+import sys
+from importlib.metadata import version
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+found = []
+for pin in sys.argv[1:]:
+    requirement = Requirement(pin)
+    wanted = Version(next(iter(requirement.specifier)).version)
+    have = Version(version(requirement.name))
+    found.append(f"{requirement.name} {have}")
+    if have != wanted:
+        sys.exit(f"{requirement.name}: {have} installed, {wanted} wanted")
+print("oldest allowed:", ", ".join(found))
+"""
+
+
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     session.install(*group("lint"))
@@ -36,6 +112,28 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".", *group("typecheck"))
     session.run("mypy", "--strict", "src")
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """The wheel and the sdist in dist/, checked with twine, the wheel installed and imported."""
+    import shutil
+    from pathlib import Path
+
+    session.install(*group("build"))
+    shutil.rmtree("dist", ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", "dist", ".")
+    artifacts = sorted(str(path) for path in Path("dist").iterdir())
+    session.run("twine", "check", "--strict", *artifacts)
+    wheel = next(path for path in artifacts if path.endswith(".whl"))
+    session.install("--force-reinstall", f"{wheel}[dns]")
+    session.run(
+        "python",
+        "-c",
+        "import importlib.metadata as m, meshclient, meshclient.discovery;"
+        " print('installed', m.version('meshclient'), 'from', meshclient.__file__)",
+    )
+    print("\n".join(["built:", *artifacts]))
 
 
 @nox.session(python=PYTHON)
