@@ -110,15 +110,18 @@ def test_pass_through_hosts_are_bounded_and_evicted_ones_close_their_connections
 
 
 def test_a_service_closed_mid_call_lets_the_call_finish(backend_factory) -> None:
-    backend = backend_factory("slow")
+    backend = backend_factory("big")
+    backend.behave(body=b"x" * 1_000_000)  # far more than one read: the body stays unread
     registry = Registry(backend.address)
     with (
         meshclient.Client(services={"users": meshclient.Service(registry)}) as client,
         client.stream("GET", "http://users/") as response,
     ):
         registry.publish("127.0.0.1:9")  # the endpoint in use leaves the service
-        assert response.read()  # its connection lives until the response is closed
-        assert backend.open_connections == 1
+        chunks = response.iter_raw()  # kept: a dropped iterator would close the response
+        first = next(chunks)
+        assert backend.open_connections == 1  # its connection lives until the response closes
+        assert len(first + b"".join(chunks)) == 1_000_000  # and the call reads to the end
     eventually(lambda: backend.open_connections == 0, "the removed endpoint's connection")
 
 
