@@ -118,8 +118,9 @@ class Retry:
       "Exponential Backoff And Jitter"): spreading retries over the whole interval de-synchronises
       clients that failed together, which "equal jitter" and fixed delays do not.
     - ``statuses`` = {429, 502, 503, 504}: responses worth retrying. 429 only counts when the
-      response carries ``Retry-After`` (Envoy's and gRPC's rule): a 429 without a hint is the
-      server saying "stop", and retrying it would add load exactly where there is too much.
+      response carries ``Retry-After`` (meshclient's own rule; ``docs/policies.md`` compares it
+      with Envoy's and gRPC's): a 429 without a hint is the server saying "stop", and retrying
+      it would add load exactly where there is too much.
     - ``max_retry_after`` = 5.0 s: a ``Retry-After`` longer than this ends retrying and the caller
       gets the response. It is not shortened: the server asked for that long, and coming back
       sooner disrespects it (and likely gets the same answer). A deadline may stop retries sooner.
