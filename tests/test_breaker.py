@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 
 import pytest
@@ -298,3 +299,86 @@ def test_transitions_follow_the_documented_table(
             # Trial permits out plus trial results never exceed the trials.
             snap = b.snapshot()
             assert snap["trial_permits_out"] + snap["trial_results"] <= trials
+
+
+# -- the time window, against a direct count of the outcomes of the last whole seconds --------
+
+STEPS = st.sampled_from([0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.75, 5.0, 6.0])
+
+
+@given(
+    start=st.sampled_from([0.0, 0.5, 1_000.25]),
+    size=st.integers(1, 5),
+    events=st.lists(st.tuples(STEPS, st.sampled_from("oxs")), max_size=40),
+)
+def test_time_window_counts_exactly_the_outcomes_of_its_whole_seconds(
+    start: float, size: int, events: list[tuple[float, str]]
+) -> None:
+    """The window holds the outcomes whose second is one of the last ``size`` whole seconds
+    (the current one included); it never trips here (``minimum_calls`` is out of reach)."""
+    clock = FakeClock(start)
+    b = breaker(clock, window_type="time", window_size=size, minimum_calls=10**6)
+    seen: list[tuple[int, str]] = []
+    for step, outcome in events:
+        clock.advance(step)
+        run(b, outcome)
+        seen.append((math.floor(clock()), outcome))
+        now = math.floor(clock())
+        kept = [o for second, o in seen if second > now - size]
+        figures = b.snapshot()
+        assert figures["window_calls"] == len(kept)
+        assert figures["window_failures"] == kept.count("x")
+        assert figures["window_slow_calls"] == kept.count("s")
+
+
+def test_a_second_leaving_the_time_window_takes_all_its_outcomes_with_it() -> None:
+    clock = FakeClock()
+    b = breaker(clock, window_type="time", window_size=2, minimum_calls=10**6)
+    run(b, "ssxxo")  # second 0
+    clock.advance(1)
+    run(b, "o")  # second 1
+    figures = b.snapshot()
+    assert (figures["window_calls"], figures["window_failures"]) == (6, 2)
+    assert figures["window_slow_calls"] == 2
+    clock.advance(1)  # second 2: second 0 leaves
+    figures = b.snapshot()
+    assert (figures["window_calls"], figures["window_failures"]) == (1, 0)
+    assert figures["window_slow_calls"] == 0
+
+
+def test_a_transition_empties_the_time_window() -> None:
+    clock = FakeClock()
+    b = breaker(clock, window_type="time", window_size=10, half_open_calls=1)
+    run(b, "s")  # second 0
+    clock.advance(1)
+    run(b, "xxx")  # second 1: opens, 3 failures of 4 calls
+    assert b.state == OPEN
+    figures = b.snapshot()
+    assert (figures["window_calls"], figures["window_failures"]) == (0, 0)
+    assert figures["window_slow_calls"] == 0
+    clock.advance(30)
+    run(b, "o")  # second 31: the trial succeeds, closed, counting afresh
+    assert b.state == CLOSED
+    clock.advance(8)
+    b.snapshot()  # second 39
+    clock.advance(2)  # seconds 40 and 41 reuse the buckets of seconds 0 and 1
+    run(b, "x")
+    figures = b.snapshot()
+    assert (figures["window_calls"], figures["window_failures"]) == (1, 1)
+    assert figures["window_slow_calls"] == 0
+
+
+def test_hystrix_preset_counts_no_call_as_slow_and_runs_on_the_given_clock() -> None:
+    clock = FakeClock()
+    b = CircuitBreaker.hystrix(clock=clock)
+    assert b.slow_call_duration == math.inf
+    for _ in range(20):
+        assert b.try_acquire()
+        b.on_result(True, 3600.0)
+    assert b.state == CLOSED
+    for _ in range(20):
+        b.try_acquire()
+        b.on_result(False, 0.1)
+    assert b.state == OPEN
+    clock.advance(5.0)
+    assert b.state == HALF_OPEN
