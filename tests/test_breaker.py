@@ -6,11 +6,13 @@ import json
 import math
 from collections import deque
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshclient._breaker import CLOSED, HALF_OPEN, OPEN, BreakerTransition, CircuitBreaker
+from meshclient._exceptions import CircuitOpenError
 from meshclient.testing import FakeClock
 
 
@@ -382,3 +384,73 @@ def test_hystrix_preset_counts_no_call_as_slow_and_runs_on_the_given_clock() -> 
     assert b.state == OPEN
     clock.advance(5.0)
     assert b.state == HALF_OPEN
+
+
+# -- the Admission protocol: how a call of the stack is let in and counted --------------------
+
+
+class FakeCall:
+    """What the breaker reads of a call: who it is for, how it ended and how long it took."""
+
+    def __init__(
+        self, clock: FakeClock, outcome: str = "success", *, evidence: bool = True
+    ) -> None:
+        self.service = "users"
+        self.request = httpx.Request("GET", "http://users/")
+        self.outcome = outcome
+        self.evidence = evidence
+        self.clock = clock
+        self.start = clock()
+
+
+def test_an_open_breaker_rejects_a_call_naming_service_and_state() -> None:
+    clock = FakeClock()
+    b = breaker(clock)
+    call = FakeCall(clock)
+    b.admit(call)  # type: ignore[arg-type]
+    run(b, "xxxx")
+    with pytest.raises(CircuitOpenError) as info:
+        b.admit(call)  # type: ignore[arg-type]
+    assert str(info.value) == "circuit breaker of service 'users' is open"
+    assert info.value.request is call.request
+
+
+def test_release_counts_a_call_that_did_not_succeed_as_a_failure() -> None:
+    clock = FakeClock()
+    b = breaker(clock, minimum_calls=2, window_size=2)
+    b.release(FakeCall(clock, "success"))  # type: ignore[arg-type]
+    b.release(FakeCall(clock, "success"))  # type: ignore[arg-type]
+    assert b.state == CLOSED
+    b.release(FakeCall(clock, "server_error"))  # type: ignore[arg-type]
+    assert b.state == OPEN
+
+
+def test_release_counts_the_calls_duration_since_it_started() -> None:
+    clock = FakeClock(100.0)
+    b = breaker(clock, minimum_calls=2, window_size=2, slow_call_rate=0.5, failure_rate=1.0)
+    fast = FakeCall(clock)
+    clock.advance(0.5)
+    b.release(fast)  # type: ignore[arg-type]  # 0.5 s: not slow
+    assert b.snapshot()["window_slow_calls"] == 0
+    slow = FakeCall(clock)
+    clock.advance(1.0)  # slow_call_duration
+    b.release(slow)  # type: ignore[arg-type]
+    assert b.state == OPEN  # half the calls slow, none failed
+
+
+def test_release_of_a_call_without_evidence_gives_the_trial_permit_back() -> None:
+    clock = FakeClock()
+    b = breaker(clock, half_open_calls=1)
+    run(b, "xxxx")
+    clock.advance(30)
+    assert b.try_acquire()
+    assert not b.try_acquire()  # the one trial permit is out
+    b.release(FakeCall(clock, "cancelled", evidence=False))  # type: ignore[arg-type]
+    assert b.state == HALF_OPEN
+    assert b.try_acquire()
+
+
+def test_a_listener_that_is_not_callable_is_refused_by_name() -> None:
+    with pytest.raises(TypeError) as info:
+        CircuitBreaker().add_listener(42)  # type: ignore[arg-type]
+    assert str(info.value) == "CircuitBreaker listener must be callable, got 42"
