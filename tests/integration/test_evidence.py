@@ -17,6 +17,9 @@ import pytest
 
 import meshclient
 
+#: Calls of 40 the slow replica may still get once it was seen to be slow (re-probes).
+STRAY = 3
+
 
 def test_callers_that_give_up_steer_traffic_away_from_a_slow_replica(backend_factory) -> None:
     fast = [backend_factory(f"fast{i}") for i in range(3)]
@@ -33,7 +36,7 @@ def test_callers_that_give_up_steer_traffic_away_from_a_slow_replica(backend_fac
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(client.get("http://users/"), 0.3)
 
-            for _ in range(10):  # warm-up: every replica gets measured
+            for _ in range(20):  # warm-up: every replica gets measured
                 await call()
             warm = slow.count()
             for _ in range(40):
@@ -42,7 +45,9 @@ def test_callers_that_give_up_steer_traffic_away_from_a_slow_replica(backend_fac
 
     warm, total = asyncio.run(main())
     assert warm >= 1
-    assert total - warm <= 1  # at most one more try of 40 once it was seen to be slow
+    # A quarter of 40 (10) if cut-off attempts taught nothing; a re-probe as its estimate
+    # decays (every few seconds, more on a slow machine) is all it may get.
+    assert total - warm <= STRAY
 
 
 def test_the_mesh_timeout_steers_traffic_away_from_a_slow_replica(mesh, backend_factory) -> None:
@@ -53,18 +58,19 @@ def test_the_mesh_timeout_steers_traffic_away_from_a_slow_replica(mesh, backend_
         services={"users": [b.address for b in (*fast, slow)]},
         policy=meshclient.Policy(timeout=0.3, retry=None),
     )
-    for _ in range(10):
+    for _ in range(20):
         with contextlib.suppress(meshclient.DeadlineExceeded):
             client.get("http://users/")
     warm = slow.count()
+    assert warm >= 1
     failures = 0
     for _ in range(40):
         try:
             client.get("http://users/")
         except meshclient.DeadlineExceeded:
             failures += 1
-    assert slow.count() - warm <= 1
-    assert failures <= 1
+    assert slow.count() - warm <= STRAY
+    assert failures <= STRAY
 
 
 def test_a_deadline_gone_before_sending_trips_no_shared_state(mesh, backend_factory) -> None:
