@@ -137,6 +137,7 @@ def test_exported_classes_and_functions_pickle_by_public_name(obj: Any) -> None:
         meshclient.OutlierDetection(consecutive_failures=3),
         meshclient.hooks.RetryScheduled("users", "GET", "127.0.0.1:8001", 1, "503", 0.02),
         meshclient.testing.Behaviour(status=503, retry_after=1.0),
+        meshclient.Endpoint("127.0.0.1", 8001, weight=2.0, zone="a", metadata={"v": "2"}),
     ],
     ids=lambda value: type(value).__name__,
 )
@@ -145,11 +146,32 @@ def test_configuration_values_survive_pickling(value: object) -> None:
     assert pickle.loads(pickle.dumps(value)) == value
 
 
-def test_errors_survive_pickling_with_what_happened() -> None:
-    error = meshclient.DeadlineExceeded("too late", attempts=2, endpoints=["a:1"], elapsed=1.5)
+ERRORS = sorted(
+    {
+        obj
+        for obj in vars(meshclient).values()
+        if isinstance(obj, type) and issubclass(obj, meshclient.MeshError)
+    },
+    key=lambda cls: cls.__name__,
+)
+
+
+@pytest.mark.parametrize("cls", ERRORS, ids=lambda cls: cls.__name__)
+def test_errors_survive_pickling_with_what_happened(cls: type[meshclient.MeshError]) -> None:
+    error = cls("too late", attempts=2, endpoints=["a:1"], elapsed=1.5)
     copy = pickle.loads(pickle.dumps(error))
-    assert type(copy) is meshclient.DeadlineExceeded
-    assert (copy.attempts, copy.endpoints, copy.elapsed) == (2, ("a:1",), 1.5)
+    assert type(copy) is cls
+    assert (str(copy), copy.attempts, copy.endpoints, copy.elapsed) == (
+        "too late",
+        2,
+        ("a:1",),
+        1.5,
+    )
+
+
+def test_a_rate_limited_error_keeps_its_retry_after() -> None:
+    error = meshclient.RateLimitedError("no permit", retry_after=0.25)
+    assert pickle.loads(pickle.dumps(error)).retry_after == 0.25
 
 
 @pytest.mark.parametrize(

@@ -1,19 +1,4 @@
-"""``Client`` and ``AsyncClient``: httpx clients whose transport is the mesh.
-
-They take every httpx keyword plus ``services=`` and ``policy=``, and every request
-method takes a per-call ``policy=``. ``telemetry=`` (a ``Telemetry``) chooses the
-OpenTelemetry providers and the hooks (default: the global providers, no hooks);
-``deadline_header=`` names the header that tells mesh services how many milliseconds the
-caller will still wait (``None``: not sent). The connection settings (``limits``, ``verify``,
-``cert``, ``http1``/``http2``, ``trust_env``, ``proxy``) go to the mesh transport, which
-builds its endpoint pools with them.
-
-``transport=`` and ``mounts=`` keep httpx's meaning, beneath the mesh: a request goes to the
-transport its URL selects (the first matching mount, else ``transport``, else meshclient's
-own pools). A host that is not a service reaches it as plain httpx would send it; a request to
-a service reaches it once per attempt, addressed to the endpoint the mesh chose.
-``stack=`` replaces the default stack of modules (``meshclient.DEFAULT_STACK``).
-"""
+"""``Client`` and ``AsyncClient``: httpx clients whose transport is the mesh."""
 
 from __future__ import annotations
 
@@ -73,7 +58,27 @@ def _extensions(extensions: RequestExtensions | None, policy: Policy | None) -> 
 
 
 class Client(httpx.Client):
-    """An ``httpx.Client`` that sends requests for logical services through the mesh."""
+    """An ``httpx.Client`` that sends requests for logical services through the mesh.
+
+    It takes every httpx keyword, and every request method a per-call ``policy=``. Besides:
+
+    - ``services``: logical name -> endpoint list or ``Service``; a URL whose host is one of
+      these names goes through the mesh, any other host goes out as plain httpx sends it.
+    - ``policy``: the client-wide ``Policy`` (timeouts, retries, idempotency) under each
+      service's and each call's own.
+    - ``stack``: the modules every call runs through (default ``meshclient.DEFAULT_STACK``;
+      a ``Service`` may carry its own).
+    - ``telemetry``: a ``Telemetry`` choosing the OpenTelemetry providers and the hooks
+      (default: the global providers, no hooks).
+    - ``deadline_header``: the header that tells a mesh service how many milliseconds its
+      caller will still wait (``None``: not sent).
+    - ``transport`` and ``mounts``: httpx's meaning, beneath the mesh. A request goes to the
+      transport its URL selects (the first matching mount, else ``transport``, else
+      meshclient's own pools); to a service it goes once per attempt, addressed to the
+      endpoint the mesh chose, with ``Host`` the logical name.
+    - The connection settings (``limits``, ``verify``, ``cert``, ``http1``/``http2``,
+      ``trust_env``, ``proxy``) build meshclient's pools; ``limits`` count per endpoint.
+    """
 
     def __init__(
         self,
@@ -194,7 +199,10 @@ class Client(httpx.Client):
 
 
 class AsyncClient(httpx.AsyncClient):
-    """An ``httpx.AsyncClient`` that sends requests for logical services through the mesh."""
+    """An ``httpx.AsyncClient`` that sends requests for logical services through the mesh.
+
+    The same keywords as ``Client``.
+    """
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ Every error is an ``httpx.TransportError``, so ``except httpx.RequestError`` kee
         ├── CircuitOpenError       the service breaker rejected the call (never retried)
         ├── BulkheadFullError      the service's concurrency limit is reached (never retried)
         ├── ThrottledError         adaptive throttling rejected the call locally (never retried)
+        ├── RateLimitedError       the service's rate limiter had no permit in time (never retried)
         └── DeadlineExceeded       the call's total timeout ran out (also httpx.TimeoutException)
 """
 

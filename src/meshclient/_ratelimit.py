@@ -30,7 +30,7 @@ class RateLimitedError(MeshError):
     ``retry_after`` is the number of seconds until a permit would be free. Never retried.
     """
 
-    def __init__(self, message: str, *, retry_after: float, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, retry_after: float = 0.0, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
 

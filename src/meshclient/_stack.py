@@ -240,9 +240,13 @@ class Admission(Protocol):
     and ``call.evidence`` say how it went.
     """
 
-    def admit(self, call: Call) -> Wait | None: ...
+    def admit(self, call: Call) -> Wait | None:
+        """Let ``call`` in (``None``), make it wait (``Wait``), or raise a ``MeshError``."""
+        ...
 
-    def release(self, call: Call) -> None: ...
+    def release(self, call: Call) -> None:
+        """``call``, let in by ``admit``, ended: give back what it held (once per call)."""
+        ...
 
 
 def _is_admission(value: object) -> bool:

@@ -93,7 +93,12 @@ class Endpoint:
 
     @property
     def address(self) -> str:
+        """``host:port`` (``[host]:port`` for IPv6), as snapshots and errors name it."""
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The read-only metadata view does not pickle; the values it shows do.
+        return (Endpoint, (self.host, self.port, self.weight, self.zone, dict(self.metadata)))
 
     @classmethod
     def parse(cls, text: str) -> Endpoint:
