@@ -2,7 +2,9 @@
 
 Public submodules: ``meshclient.stack`` (writing and placing modules of the request path),
 ``meshclient.hooks`` (instrumentation events), ``meshclient.middleware`` (deadline and trace
-propagation for servers), ``meshclient.testing`` (loopback backends, a fake clock).
+propagation for servers), ``meshclient.testing`` (loopback backends, a fake clock),
+``meshclient.discovery`` (DNS, etcd, file and static sources, registration),
+``meshclient.dashboard`` (a live view of a client's state).
 """
 
 from . import hooks as hooks
