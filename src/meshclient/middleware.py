@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -40,6 +40,7 @@ Receive: TypeAlias = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send: TypeAlias = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
 WSGIApp: TypeAlias = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+_App = TypeVar("_App", ASGIApp, WSGIApp)
 
 _ASGI_TYPES: Final = frozenset({"http", "websocket"})
 
@@ -148,7 +149,35 @@ class _Settings:
             _DEADLINE.reset(deadline_token)
 
 
-class DeadlineMiddleware:
+class _Middleware(Generic[_App]):
+    """The options both middlewares take (documented on ``DeadlineMiddleware``)."""
+
+    def __init__(
+        self,
+        app: _App,
+        *,
+        header: str | None = DEADLINE_HEADER,
+        grpc_timeout: bool = True,
+        envoy_timeout: bool = True,
+        trace_context: bool = True,
+        ignore_deadlines: bool = False,
+        floor: float | None = None,
+        cap: float | None = None,
+    ) -> None:
+        self.app: _App = app
+        self._settings = _Settings(
+            type(self).__name__,
+            header,
+            grpc_timeout,
+            envoy_timeout,
+            trace_context,
+            ignore_deadlines,
+            floor,
+            cap,
+        )
+
+
+class DeadlineMiddleware(_Middleware[ASGIApp]):
     """ASGI middleware: the request's deadline and trace context for the calls it makes.
 
     ``header``: the relative deadline header meshclient sends (``None``: not read).
@@ -161,30 +190,6 @@ class DeadlineMiddleware:
     or broken ``0`` cannot make every call fail at once; ``cap`` (seconds) shortens a budget
     longer than that (a request with no deadline header stays without one).
     """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        header: str | None = DEADLINE_HEADER,
-        grpc_timeout: bool = True,
-        envoy_timeout: bool = True,
-        trace_context: bool = True,
-        ignore_deadlines: bool = False,
-        floor: float | None = None,
-        cap: float | None = None,
-    ) -> None:
-        self.app = app
-        self._settings = _Settings(
-            type(self).__name__,
-            header,
-            grpc_timeout,
-            envoy_timeout,
-            trace_context,
-            ignore_deadlines,
-            floor,
-            cap,
-        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in _ASGI_TYPES:
@@ -205,35 +210,11 @@ class DeadlineMiddleware:
             self._settings.exit(tokens)
 
 
-class WSGIDeadlineMiddleware:
+class WSGIDeadlineMiddleware(_Middleware[WSGIApp]):
     """WSGI middleware: the request's deadline and trace context for the calls it makes.
 
     Same options as ``DeadlineMiddleware``.
     """
-
-    def __init__(
-        self,
-        app: WSGIApp,
-        *,
-        header: str | None = DEADLINE_HEADER,
-        grpc_timeout: bool = True,
-        envoy_timeout: bool = True,
-        trace_context: bool = True,
-        ignore_deadlines: bool = False,
-        floor: float | None = None,
-        cap: float | None = None,
-    ) -> None:
-        self.app = app
-        self._settings = _Settings(
-            type(self).__name__,
-            header,
-            grpc_timeout,
-            envoy_timeout,
-            trace_context,
-            ignore_deadlines,
-            floor,
-            cap,
-        )
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
