@@ -235,6 +235,12 @@ async def _run(
 
     loop.add_signal_handler(signal.SIGINT, on_signal)
     loop.add_signal_handler(signal.SIGTERM, on_signal)
+    # Announced only now: a Ctrl-C from here on ends the run with its summary.
+    print(
+        f"sending {args.rate:.0f} calls/s through each client for {args.duration:g} s "
+        "(3 of 4 to users, 1 of 4 to orders)",
+        flush=True,
+    )
     phase: list[str] = []
     started = time.perf_counter()
     duration = args.duration
@@ -328,11 +334,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {instance.spec.service:7} {instance.spec.name:9} {instance.spec.role}")
         if not args.no_dashboard:
             server = _start_dashboard(sides[1], args.dashboard_port)
-        print(
-            f"sending {args.rate:.0f} calls/s through each client for {args.duration:g} s "
-            "(3 of 4 to users, 1 of 4 to orders)",
-            flush=True,
-        )
         interrupted, ejections = asyncio.run(_run(args, sides, live, rich_ok))
         _print_summary(_view.summarise(sides, ejections), interrupted, rich_ok)
         status = 130 if interrupted else 0
