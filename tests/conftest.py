@@ -25,6 +25,10 @@ REQUIRE_REAL = "MESHCLIENT_REQUIRE_REAL"
 
 hypothesis.settings.register_profile("dev", deadline=None)
 hypothesis.settings.register_profile("ci", deadline=None, derandomize=True, max_examples=200)
+# `nox -s mutants`: the same few examples on every run, so a mutant's verdict is reproducible.
+hypothesis.settings.register_profile(
+    "mutants", deadline=None, derandomize=True, database=None, max_examples=25
+)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 

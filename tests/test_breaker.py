@@ -454,3 +454,145 @@ def test_a_listener_that_is_not_callable_is_refused_by_name() -> None:
     with pytest.raises(TypeError) as info:
         CircuitBreaker().add_listener(42)  # type: ignore[arg-type]
     assert str(info.value) == "CircuitBreaker listener must be callable, got 42"
+
+
+# -- what the breaker reports: transitions, snapshots, messages --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error", "requirement"),
+    [
+        ("failure_rate", 0, ValueError, "a number in (0, 1]"),
+        ("failure_rate", 1.5, ValueError, "a number in (0, 1]"),
+        ("failure_rate", True, TypeError, "a number in (0, 1]"),
+        ("slow_call_rate", 0, ValueError, "a number in (0, 1]"),
+        ("slow_call_duration", 0, ValueError, "a number of seconds > 0 (inf: no call is slow)"),
+        ("open_duration", 0, ValueError, "a finite number of seconds > 0"),
+        ("window_size", True, TypeError, "an int >= 1"),
+        ("clock", 3, TypeError, "a callable returning seconds"),
+    ],
+)
+def test_bad_configuration_says_what_is_required(
+    field: str, value: object, error: type[Exception], requirement: str
+) -> None:
+    with pytest.raises(error) as info:
+        CircuitBreaker(**{field: value})  # type: ignore[arg-type]
+    assert str(info.value) == f"CircuitBreaker.{field} must be {requirement}, got {value!r}"
+
+
+def test_the_edges_of_the_valid_ranges_are_valid() -> None:
+    b = CircuitBreaker(failure_rate=1, slow_call_rate=1, open_duration=0.5)
+    assert (b.failure_rate, b.slow_call_rate, b.open_duration) == (1.0, 1.0, 0.5)
+
+
+def test_a_call_lasting_exactly_slow_call_duration_is_slow() -> None:
+    b = breaker(FakeClock())
+    run(b, "o", duration=1.0)
+    assert b.snapshot()["window_slow_calls"] == 1
+
+
+@pytest.mark.parametrize("rule", ["failure_rate", "slow_call_rate"])
+def test_a_rate_a_rounding_error_below_its_threshold_trips(rule: str) -> None:
+    """The comparison absorbs float rounding: 1/4 trips a threshold of 0.25 + 1e-9."""
+    b = breaker(FakeClock(), **{rule: 0.25 + 1e-9})
+    run(b, "x" if rule == "failure_rate" else "s")
+    run(b, "ooo")
+    assert b.state == OPEN
+
+
+def test_slow_calls_leaving_the_count_window_stop_counting() -> None:
+    b = breaker(FakeClock(), window_size=3, minimum_calls=10)
+    run(b, "ss")
+    run(b, "ooo")
+    assert b.snapshot()["window_slow_calls"] == 0
+
+
+def test_every_transition_carries_its_time_and_the_figures_that_decided_it() -> None:
+    clock = FakeClock(10.0)
+    b = breaker(clock, slow_call_rate=0.5)
+    seen: list[BreakerTransition] = []
+    b.add_listener(seen.append)
+    run(b, "sxxo")  # 2 of 4 failed, 1 of 4 slow
+    clock.advance(30)
+    assert b.try_acquire()
+    b.on_result(True, 5.0)  # trials: ok but slow
+    b.try_acquire()
+    b.on_result(False, 0.1)
+    b.try_acquire()
+    b.on_result(True, 0.1)  # 1 of 3 failed, 1 of 3 slow: closes
+    assert seen == [
+        BreakerTransition(CLOSED, OPEN, 10.0, 4, 0.5, 0.25),
+        BreakerTransition(OPEN, HALF_OPEN, 40.0, 0, 0.0, 0.0),
+        BreakerTransition(HALF_OPEN, CLOSED, 40.0, 3, 1 / 3, 1 / 3),
+    ]
+    run(b, "xxxx")
+    clock.advance(30)
+    run(b, "sxs")  # trials: 1 of 3 failed, 2 of 3 slow
+    assert seen[-1] == BreakerTransition(HALF_OPEN, OPEN, 70.0, 3, 1 / 3, 2 / 3)
+
+
+def test_a_trial_permit_granted_in_half_open_is_no_transition() -> None:
+    clock = FakeClock()
+    b = breaker(clock)
+    seen: list[BreakerTransition] = []
+    run(b, "xxxx")
+    clock.advance(30)
+    assert b.try_acquire()  # open -> half-open
+    b.add_listener(seen.append)
+    assert b.try_acquire()
+    assert seen == []
+
+
+def test_snapshot_of_each_state() -> None:
+    clock = FakeClock()
+    b = breaker(clock)
+    run(b, "xso")
+    assert b.snapshot() == {
+        "state": CLOSED,
+        "window_type": "count",
+        "window_calls": 3,
+        "window_failures": 1,
+        "window_slow_calls": 1,
+        "failure_rate": 1 / 3,
+        "slow_call_rate": 1 / 3,
+    }
+    run(b, "x")
+    clock.advance(29.5)
+    assert b.snapshot() == {
+        "state": OPEN,
+        "window_type": "count",
+        "window_calls": 0,
+        "window_failures": 0,
+        "window_slow_calls": 0,
+        "failure_rate": None,
+        "slow_call_rate": None,
+        "open_until": 30.0,
+        "open_remaining": 0.5,
+    }
+    clock.advance(0.5)
+    run(b, "x")
+    assert b.try_acquire()
+    assert b.snapshot() == {
+        "state": HALF_OPEN,
+        "window_type": "count",
+        "window_calls": 0,
+        "window_failures": 0,
+        "window_slow_calls": 0,
+        "failure_rate": None,
+        "slow_call_rate": None,
+        "trial_permits_out": 1,
+        "trial_results": 1,
+        "trial_failures": 1,
+    }
+
+
+def test_a_failing_listener_is_logged_by_name(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(transition: BreakerTransition) -> None:
+        raise ZeroDivisionError
+
+    b = breaker(FakeClock())
+    b.add_listener(broken)
+    run(b, "xxxx")
+    assert [record.getMessage() for record in caplog.records] == [
+        f"circuit breaker listener {broken!r} failed; removed"
+    ]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import anyio
 import pytest
 
 import meshclient
-from meshclient.stack import AdmissionModule, AttemptModule, CallModule, Stack
+from meshclient.stack import AdmissionModule, AttemptModule, CallModule, Sleep, Stack
 
 DEFAULT_ROLES = (
     "fallback",
@@ -128,3 +132,78 @@ def test_service_admission_rules_take_any_object_with_admit_and_release() -> Non
     meshclient.Service(["127.0.0.1:9"], breaker=Rule(), bulkhead=Rule(), throttle=Rule())
     with pytest.raises(TypeError, match=r"Service.rate_limit must be an admission rule .* 5"):
         meshclient.Service(["127.0.0.1:9"], rate_limit=5)  # type: ignore[arg-type]
+
+
+class Cancelled:
+    """An ``on_cancel`` that counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+
+
+def test_a_sleep_sleeps_its_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    Sleep(0.25).wait(timeout=None)
+    assert slept == [0.25]
+
+
+def test_an_interrupted_sleep_gives_back_then_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(time, "sleep", interrupted)
+    cancelled = Cancelled()
+    with pytest.raises(KeyboardInterrupt):
+        Sleep(1.0, on_cancel=cancelled).wait(timeout=None)
+    assert cancelled.calls == 1
+    with pytest.raises(KeyboardInterrupt):
+        Sleep(1.0).wait(timeout=None)  # nothing to give back
+
+
+def test_an_async_sleep_sleeps_its_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(anyio, "sleep", sleep)
+    asyncio.run(Sleep(0.25).wait_async(timeout=None))
+    assert slept == [0.25]
+
+
+@pytest.mark.parametrize("give_back", [True, False])
+def test_a_cancelled_async_sleep_gives_back_then_raises(give_back: bool) -> None:
+    cancelled = Cancelled()
+    sleep = Sleep(3600.0, on_cancel=cancelled if give_back else None)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(sleep.wait_async(timeout=None))
+        await asyncio.sleep(0)  # the task is asleep now
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert cancelled.calls == (1 if give_back else 0)
+
+
+def test_a_stack_prints_its_roles_and_scopes() -> None:
+    stack = Stack([Noop("retry"), NoopAttempt("balancer")])
+    assert repr(stack) == "Stack(['retry' (call), 'balancer' (attempt)])"
+
+
+def test_a_module_prints_its_class_and_role() -> None:
+    assert repr(Noop("mine")) == "<Noop role='mine'>"
+
+
+def test_an_admission_module_of_a_non_rule_says_what_it_needs() -> None:
+    with pytest.raises(TypeError) as info:
+        AdmissionModule("x", 42)  # type: ignore[arg-type]
+    assert str(info.value) == (
+        "AdmissionModule.admission must be an Admission (with admit and release) or "
+        "a function of the service returning one, got 42"
+    )
