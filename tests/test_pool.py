@@ -483,3 +483,40 @@ def test_a_retired_pool_counts_no_idle_shard() -> None:
     pool.retire()
     assert pool.idle == 0
     assert pool.shards == [busy]
+
+
+@pytest.mark.usefixtures("built")
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_no_proxy_exempts_the_endpoints_own_pools(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pools()`` asks for the proxy of the endpoint itself: a host named in ``NO_PROXY``
+    connects directly on both schemes while another host still goes through the proxy."""
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.local:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.local:3128")
+    monkeypatch.setenv("NO_PROXY", host)
+    factory = PoolFactory(asynchronous=False, limits=LIMITS)
+    plain, tls = factory.pools(host, 8001)
+    assert plain is tls
+    assert shard_of(plain).kind == "ConnectionPool"
+    plain, tls = factory.pools("10.0.0.1", 8001)
+    assert (shard_of(plain).kind, shard_of(tls).kind) == ("HTTPProxy", "HTTPProxy")
+
+
+@pytest.mark.usefixtures("built")
+@pytest.mark.parametrize(("asynchronous", "kind"), [(False, "HTTPProxy"), (True, "AsyncHTTPProxy")])
+def test_an_https_proxy_is_an_http_proxy_reached_over_tls_with_its_own_context(
+    asynchronous: bool, kind: str
+) -> None:
+    """A proxy with an ``https://`` URL is still an HTTP proxy (not SOCKS), and the TLS
+    context given for the proxy is the one its connection uses."""
+    proxy_context = ssl.create_default_context()
+    proxy = httpx.Proxy("https://proxy.local:3129", ssl_context=proxy_context)
+    factory = PoolFactory(asynchronous=asynchronous, limits=LIMITS, proxy=proxy)
+    shard = shard_of(factory.pools("127.0.0.1", 8001)[0])
+    assert shard.kind == kind
+    assert shard.kwargs["proxy_url"] == httpcore.URL(
+        scheme=b"https", host=b"proxy.local", port=3129, target=b"/"
+    )
+    assert shard.kwargs["proxy_ssl_context"] is proxy_context
+    assert shard.kwargs["ssl_context"] is not proxy_context  # the endpoint's TLS is the client's

@@ -201,3 +201,14 @@ def test_snapshot_names_settings_tokens_and_rejections() -> None:
         "tokens": 1.0,
         "rejected": 0,
     }
+
+
+def test_a_rate_limited_error_raised_by_hand_says_no_wait_unless_told() -> None:
+    """Users' own admission rules and fakes raise ``RateLimitedError`` too: without
+    ``retry_after`` it claims no wait (0.0), and the ``MeshError`` fields keep their defaults."""
+    request = httpx.Request("GET", "http://users/")
+    error = meshclient.RateLimitedError("slow down", request=request)
+    assert (error.retry_after, error.attempts, error.endpoints) == (0.0, 0, ())
+    assert error.request is request
+    assert str(error) == "slow down"
+    assert meshclient.RateLimitedError("slow down", retry_after=2.5).retry_after == 2.5
