@@ -245,9 +245,10 @@ class Bulkhead:
         """Under the lock: leave the queue; ``True`` if a slot was granted meanwhile."""
         if waiter.state == _GRANTED:
             return True
-        waiter.state = _GONE
-        self._waiters.remove(waiter)
-        self._rejected += 1
+        if waiter.state == _WAITING:
+            waiter.state = _GONE
+            self._waiters.remove(waiter)
+            self._rejected += 1
         return False
 
     def _wait_bound(self, timeout: float | None) -> tuple[float | None, bool]:
@@ -340,6 +341,8 @@ class Bulkhead:
             if waiter is None:
                 self._active -= 1
         if waiter is not None and not waiter.wake():
+            with self._lock:
+                waiter.state = _GONE  # never runs: its clean-up must not give the slot back too
             self.release()
 
     # -- state -------------------------------------------------------------------------------------
