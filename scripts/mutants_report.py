@@ -3,8 +3,8 @@ equivalents and the kill rate, from mutmut's result files (`mutants/**/*.meta`).
 
 Survivors that tests/mutants-equivalent.txt does not list go to build/mutants/survivors.txt as
 `module:line: old → new`, the form that file takes (with `— reason` added). Exits 1 when a
-module kills under 90 % or a survivor is unlisted. Run from the repository root; `--module NAME`
-reports only the named modules (for instance while mutmut is still running).
+module kills under 90 %, a survivor is unlisted or a mutant was not run. Run from the repository
+root; `--module NAME` reports only the named modules (for instance while mutmut still runs).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ KILLED, TIMED_OUT, UNTESTED = {1, 3}, {36, 24, -24, 152, 255, -9}, {5, 33}
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--module", action="append", help="a file name such as _bulkhead.py")
+    parser.add_argument("--out", default="build/mutants/survivors.txt", help="survivors file")
     args = parser.parse_args()
     pyproject = tomllib.loads(Path("pyproject.toml").read_text())
     modules = [Path(m) for m in pyproject["tool"]["mutmut"]["only_mutate"]]
@@ -101,10 +102,12 @@ def main() -> int:
     for path in modules:
         first = len(survivors)
         meta = json.loads(Path(f"mutants/{path}.meta").read_text())["exit_code_by_key"]
-        counts = dict.fromkeys(("killed", "timeout", "survived", "untested", "equivalent"), 0)
+        names = ("pending", "killed", "timeout", "survived", "untested", "equivalent")
+        counts = dict.fromkeys(names, 0)
         for key, code in sorted(meta.items()):
-            if code is None:
-                sys.exit(f"{key} was not tested: run `nox -s mutants` without arguments")
+            if code is None:  # mutmut has not run it (yet)
+                counts["pending"] += 1
+                continue
             if code in KILLED:
                 counts["killed"] += 1
                 continue
@@ -121,26 +124,38 @@ def main() -> int:
             label = "untested" if untested else "survived" if code == 0 else f"exit code {code}"
             where = f"{path.name}:{line}: {change}"
             survivors.append((line, f"{where}    # {label}: mutmut show '{key}'"))
-        scored = len(meta) - counts["equivalent"]
+        scored = len(meta) - counts["equivalent"] - counts["pending"]
         rate = (counts["killed"] + counts["timeout"]) / scored if scored else 1.0
         below += [path.name] if rate < 0.9 else []
         rows.append((path.name, len(meta), *counts.values(), f"{rate:.1%}"))
         survivors[first:] = sorted(survivors[first:])  # by line within the module
 
-    header = ("module", "mutants", "killed", "timed out", "survived", "of which untested")
+    header = (
+        "module",
+        "mutants",
+        "not run",
+        "killed",
+        "timed out",
+        "survived",
+        "of which untested",
+    )
     header += ("equivalent", "kill rate")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(cell).rjust(width) for cell, width in zip(row, widths, strict=True)))
-    out = Path("build/mutants/survivors.txt")
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(f"{text}\n" for _, text in survivors))
     print(f"{len(survivors)} survivors not listed as equivalent: {out}")
     for i, (module, line, rest) in enumerate(listed):
-        if i not in used:
+        if i not in used and module in {path.name for path in modules}:
             print(f"stale in {equivalents_file}: {module}:{line}: {rest}")
-    if below or survivors:
-        print(f"under 90 % killed: {below or 'none'}; {len(survivors)} survivors unlisted")
+    pending = sum(int(str(row[2])) for row in rows)
+    if below or survivors or pending:
+        print(
+            f"under 90 % killed: {below or 'none'}; {len(survivors)} survivors unlisted; "
+            f"{pending} not run"
+        )
         return 1
     return 0
 
