@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+import types
 
 import anyio
+import httpx
 import pytest
 
 import meshclient
@@ -207,3 +209,46 @@ def test_an_admission_module_of_a_non_rule_says_what_it_needs() -> None:
         "AdmissionModule.admission must be an Admission (with admit and release) or "
         "a function of the service returning one, got 42"
     )
+
+
+class Counted:
+    """An admission rule with a snapshot of what it admitted and released."""
+
+    def __init__(self) -> None:
+        self.admitted = 0
+        self.released = 0
+
+    def admit(self, call: object) -> None:
+        self.admitted += 1
+
+    def release(self, call: object) -> None:
+        self.released += 1
+
+    def snapshot(self) -> dict[str, int]:
+        return {"admitted": self.admitted, "released": self.released}
+
+
+def test_admission_rules_run_per_call_and_only_those_with_a_snapshot_show_in_it() -> None:
+    """A rule is any object with admit and release, even plain functions set on an instance;
+    ``snapshot()`` lists a rule under its role only if the rule has a ``snapshot`` method."""
+    counted = Counted()
+    calls: list[str] = []
+    plain = types.SimpleNamespace(
+        admit=lambda call: calls.append("admit"), release=lambda call: calls.append("release")
+    )
+    stack = (
+        meshclient.DEFAULT_STACK.insert_after("bulkhead", AdmissionModule("counted", counted))
+        .insert_after("counted", AdmissionModule("plain", plain))
+        .insert_after("plain", AdmissionModule("quiet", Rule()))
+    )
+    transport = httpx.MockTransport(lambda request: httpx.Response(200))
+    with meshclient.Client(
+        services={"users": ["127.0.0.1:9"]}, stack=stack, transport=transport
+    ) as client:
+        for _ in range(2):
+            assert client.get("http://users/").status_code == 200
+        described = client.snapshot()["services"]["users"]
+    assert described["counted"] == {"admitted": 2, "released": 2}
+    assert "plain" not in described
+    assert "quiet" not in described
+    assert calls == ["admit", "release", "admit", "release"]
