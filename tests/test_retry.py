@@ -104,6 +104,40 @@ def test_retry_rejects_bad_configuration_naming_field_and_value(
     assert f", got {shown}" in message
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"backoff": -1}, "Retry.backoff must be a finite number of seconds >= 0, got -1"),
+        (
+            {"max_retry_after": -2.5},
+            "Retry.max_retry_after must be a finite number of seconds > 0, got -2.5",
+        ),
+        (
+            {"statuses": [503, 99]},
+            "Retry.statuses must be an iterable of int HTTP status codes in 100..599,"
+            " got 99 in [503, 99]",
+        ),
+        (
+            {"statuses": "503"},
+            "Retry.statuses must be an iterable of int HTTP status codes in 100..599, got '503'",
+        ),
+    ],
+)
+def test_retry_error_messages_say_what_is_required(kwargs: dict[str, Any], message: str) -> None:
+    """The message states the rule, not just the field, so a misconfiguration is fixed at once."""
+    with pytest.raises((TypeError, ValueError)) as info:
+        Retry(**kwargs)
+    assert str(info.value) == message
+
+
+def test_retry_accepts_the_edges_of_every_range() -> None:
+    """Status codes 100 and 599 are valid, and any positive max_retry_after, below 1 s too."""
+    retry = Retry(statuses=[100, 599], max_retry_after=0.5)
+    assert retry.statuses == frozenset({100, 599})
+    assert retry.retryable_status(599, 0.5)
+    assert not retry.retryable_status(599, 0.51)
+
+
 def test_retry_max_backoff_message_names_the_backoff_it_must_exceed() -> None:
     with pytest.raises(ValueError, match=r">= Retry\.backoff \(0\.5\), got 0\.1$"):
         Retry(backoff=0.5, max_backoff=0.1)
@@ -338,6 +372,37 @@ def test_window_reaches_back_less_than_eleven_tenths_of_ttl() -> None:
     clock.set(31.999)
     assert budget.balance() == 1.0
     clock.set(32.0)
+    assert budget.balance() == 0.0
+
+
+def test_window_slides_one_bucket_at_a_time_and_after_an_idle_gap() -> None:
+    """Stepping through the buckets, the snapshot counts exactly the deposits of the current
+    bucket and the 10 before it: none lost or kept too long, before or after an idle gap."""
+    clock = FakeClock(0.5)
+    budget = RetryBudget(ratio=1.0, min_per_second=0, ttl=10, clock=clock)
+    made: list[int] = []
+    for start in (0.5, 1000.5):
+        clock.set(start)
+        made.clear()
+        for bucket in range(30):
+            count = bucket % 4 + 1
+            for _ in range(count):
+                budget.deposit()
+            made.append(count)
+            assert budget.snapshot()["deposits"] == sum(made[-11:]), (start, bucket)
+            clock.advance(1.0)
+
+
+def test_a_call_on_a_bucket_edge_counts_in_the_new_bucket() -> None:
+    """4.3 / 0.1 rounds to 42.99999999999999: a deposit at the edge 4.3 still belongs to bucket
+    [4.3, 4.4) and so counts until 5.4, a whole ttl after that bucket ends."""
+    clock = FakeClock(4.25)
+    budget = RetryBudget(ratio=1.0, min_per_second=0, ttl=1, clock=clock)
+    clock.set(4.3)
+    budget.deposit()
+    clock.set(5.35)
+    assert budget.balance() == 1.0
+    clock.set(5.4)
     assert budget.balance() == 0.0
 
 
@@ -581,6 +646,11 @@ def test_other_methods_may_not_be_resent(method: bytes) -> None:
 @pytest.mark.parametrize("name", [b"Idempotency-Key", b"idempotency-key", b"IDEMPOTENCY-KEY"])
 def test_idempotency_key_makes_a_post_resendable(name: bytes) -> None:
     assert is_idempotent(b"POST", [(b"accept", b"*/*"), (name, b"8e03978e-40d5")])
+
+
+def test_only_the_idempotency_key_header_makes_a_post_resendable() -> None:
+    """Another header of the same length (``Accept-Language``) is no promise of deduplication."""
+    assert not is_idempotent(b"POST", [(b"Accept-Language", b"en"), (b"idempotency-kez", b"1")])
 
 
 def test_str_methods_from_httpx_are_recognised() -> None:
