@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import random
+import re
+import statistics
 import threading
 
 import attrs
@@ -13,10 +15,16 @@ from hypothesis import strategies as st
 
 from meshclient._balance import observe_rtt
 from meshclient._endpoint import EndpointState
-from meshclient._health import Ejected, HealthTracker, OutlierDetection, Readmitted
+from meshclient._health import (
+    Ejected,
+    HealthTracker,
+    OutlierDetection,
+    Readmitted,
+    _median_without,
+)
 from meshclient.testing import FakeClock
 
-from helpers import join
+from helpers import ConstantRandom, join
 
 DECAY = 10.0
 
@@ -456,3 +464,518 @@ def test_transitions_are_frozen_records() -> None:
     e = Ejected("a:1", "latency", 1.0, 1.0, 1)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         e.reason = "x"  # type: ignore[misc]
+
+
+# -- configuration: every bound, every message -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("consecutive_failures", None),
+        ("consecutive_failures", 1),
+        ("success_rate", None),
+        ("success_rate", 1.0),
+        ("success_rate", 1e-9),
+        ("success_rate_window", 1e-9),
+        ("success_rate_min_calls", 1),
+        ("base_ejection", 1e-9),
+        ("base_ejection", 300.0),
+        ("max_ejection", 5.0),
+        ("max_ejection", 1e300),
+        ("ejection_jitter", 0.0),
+        ("ejection_jitter", 0.999),
+        ("max_ejected_share", 0.0),
+        ("max_ejected_share", 1.0),
+        ("latency_factor", None),
+        ("latency_factor", 1.0001),
+        ("latency_floor", 0.0),
+        ("latency_min_samples", 1),
+        ("latency_interval", 1e-9),
+        ("probe_timeout", 1e300),
+    ],
+)
+def test_values_on_the_edge_of_each_range_are_accepted(field: str, value: object) -> None:
+    assert getattr(OutlierDetection(**{field: value}), field) == value  # type: ignore[arg-type]
+
+
+SECONDS = "a finite number of seconds > 0"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error", "requirement"),
+    [
+        ("consecutive_failures", 0, ValueError, "an int >= 1 or None"),
+        ("consecutive_failures", 1.5, TypeError, "an int >= 1 or None"),
+        ("success_rate", 0, ValueError, "a number in (0, 1] or None"),
+        ("success_rate", 1.0000001, ValueError, "a number in (0, 1] or None"),
+        ("success_rate", "0.5", TypeError, "a number in (0, 1] or None"),
+        ("success_rate_window", 0, ValueError, SECONDS),
+        ("success_rate_window", math.inf, ValueError, SECONDS),
+        ("success_rate_min_calls", 0, ValueError, "an int >= 1"),
+        ("success_rate_min_calls", None, TypeError, "an int >= 1"),
+        ("base_ejection", 0.0, ValueError, SECONDS),
+        ("ejection_jitter", 1.0, ValueError, "a number in [0, 1)"),
+        ("ejection_jitter", -0.01, ValueError, "a number in [0, 1)"),
+        ("max_ejected_share", -0.01, ValueError, "a number in [0, 1]"),
+        ("max_ejected_share", 1.01, ValueError, "a number in [0, 1]"),
+        ("latency_factor", 1.0, ValueError, "a finite number > 1 or None"),
+        ("latency_factor", math.inf, ValueError, "a finite number > 1 or None"),
+        ("latency_floor", -0.001, ValueError, "a finite number of seconds >= 0"),
+        ("latency_floor", math.inf, ValueError, "a finite number of seconds >= 0"),
+        ("latency_floor", None, TypeError, "a finite number of seconds >= 0"),
+        ("latency_min_samples", 0, ValueError, "an int >= 1"),
+        ("latency_interval", 0, ValueError, SECONDS),
+        ("probe_timeout", -1.0, ValueError, SECONDS),
+    ],
+)
+def test_each_rejected_value_gets_a_message_naming_field_rule_and_value(
+    field: str, value: object, error: type[Exception], requirement: str
+) -> None:
+    with pytest.raises(error) as raised:
+        OutlierDetection(**{field: value})  # type: ignore[arg-type]
+    assert str(raised.value) == f"OutlierDetection.{field} must be {requirement}, got {value!r}"
+
+
+@pytest.mark.parametrize("max_ejection", [1.999, math.inf])
+def test_max_ejection_message_quotes_the_base_it_must_reach(max_ejection: float) -> None:
+    message = (
+        "OutlierDetection.max_ejection must be a finite number of seconds"
+        f" >= OutlierDetection.base_ejection (2.0), got {max_ejection!r}"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        OutlierDetection(base_ejection=2.0, max_ejection=max_ejection)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"config": None}, TypeError, "HealthTracker.config must be OutlierDetection, got None"),
+        (
+            {"clock": 5},
+            TypeError,
+            "HealthTracker.clock must be a callable returning seconds, got 5",
+        ),
+        ({"rng": 7}, TypeError, "HealthTracker.rng must be a random.Random instance, got 7"),
+        ({"decay": 0}, ValueError, "HealthTracker.decay must be a number of seconds > 0, got 0"),
+        ({"decay": math.inf}, ValueError, "must be a number of seconds > 0, got inf"),
+        ({"decay": "1"}, TypeError, "HealthTracker.decay must be a number of seconds > 0, got '1'"),
+    ],
+)
+def test_a_bad_tracker_argument_is_named_with_its_value(
+    kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    arguments: dict[str, object] = {"config": OutlierDetection(), **kwargs}
+    with pytest.raises(error) as raised:
+        HealthTracker(**arguments)  # type: ignore[arg-type]
+    assert str(raised.value).endswith(message)
+
+
+def test_ejection_time_rejects_a_repeat_below_one() -> None:
+    with pytest.raises(ValueError, match=r"^repeat must be >= 1, got 0$"):
+        OutlierDetection().ejection_time(0, random.Random(1))
+
+
+@pytest.mark.parametrize(
+    ("draw", "seconds"), [(0.0, 5.0 * 0.85), (0.5, 5.0), (0.75, 5.0 * 1.075), (0.999999, 5.75)]
+)
+def test_a_low_draw_gives_a_short_ejection_and_a_high_draw_a_long_one(
+    draw: float, seconds: float
+) -> None:
+    """Jitter spreads the nominal time linearly over +-ejection_jitter, driven by the rng."""
+    assert OutlierDetection().ejection_time(1, ConstantRandom(draw)) == pytest.approx(
+        seconds, abs=1e-5
+    )
+
+
+# -- a fresh tracker, the endpoint set, the cap ----------------------------------------------------
+
+
+def test_a_tracker_without_endpoints_reports_nothing_out_of_rotation() -> None:
+    t = HealthTracker(OutlierDetection())
+    expected = {
+        "endpoints": 0,
+        "available": 0,
+        "ejected": 0,
+        "max_ejected": 0,
+        "panic": False,
+        "ejections_skipped": 0,
+        "version": t.version,
+        "out_of_rotation": [],
+    }
+    assert t.snapshot() == expected
+    assert (t.available(), t.panic, t.next_probe_at) == ((), False, math.inf)
+    t.set_endpoints([])
+    assert (t.available(), t.panic) == ((), False)  # no endpoints is not a panic
+    assert (
+        repr(t)
+        == f"<HealthTracker 0 endpoints, 0 ejected (max 0), panic=False, version={t.version}>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("n", "share", "cap"), [(100, 0.29, 29), (10, 0.7, 7), (3, 0.5, 1), (5, 0.0, 0), (4, 1.0, 4)]
+)
+def test_the_cap_is_the_floor_of_share_times_endpoints_despite_float_rounding(
+    n: int, share: float, cap: int
+) -> None:
+    """0.29 * 100 is 28.999999999999996 in floats: still 29 endpoints may be out."""
+    t, _, _ = tracker(n, max_ejected_share=share)
+    assert t.snapshot()["max_ejected"] == cap
+
+
+def test_each_ejection_past_the_cap_is_counted_as_skipped() -> None:
+    t, eps, _ = tracker(4)  # cap 2
+    fail(t, eps[0], 5, 0.0)
+    fail(t, eps[1], 5, 0.0)
+    assert fail(t, eps[2], 5, 0.0) == []
+    assert t.snapshot()["ejections_skipped"] == 1
+    fail(t, eps[2], 2, 0.0)  # still failing: each failure past the threshold is one more skip
+    assert t.snapshot()["ejections_skipped"] == 3
+    assert t.snapshot()["ejected"] == 2
+
+
+def test_removing_and_readding_an_ejected_endpoint_starts_it_afresh() -> None:
+    t, eps, clock = tracker(4, ejection_jitter=0.0)
+    fail(t, eps[0], 5, 0.0)
+    v = t.version
+    t.set_endpoints(eps[1:])
+    assert t.version != v
+    assert (t.snapshot()["ejected"], t.snapshot()["out_of_rotation"]) == (0, [])
+    assert t.endpoint_snapshot(eps[0]) == {"state": "unknown"}
+    clock.set(5.0)
+    assert t.probe_candidate(5.0) is None  # its ejection ends, but it is gone: no probe
+    assert t.probe_candidate(1000.0) is None
+    assert t.record(eps[0], True, 5.0, probe=True) is None
+    t.release_probe(eps[0])
+    t.set_endpoints(eps)
+    assert t.available() == eps
+    assert t.endpoint_snapshot(eps[0])["ejections_in_a_row"] == 0
+    assert t.snapshot()["ejected"] == 0
+
+
+def test_an_endpoint_removed_while_waiting_for_its_probe_gets_none() -> None:
+    t, eps, clock = tracker(4, ejection_jitter=0.0)
+    fail(t, eps[0], 5, 0.0)
+    fail(t, eps[1], 5, 0.0)
+    clock.set(5.0)
+    assert t.probe_candidate(5.0) is eps[0]  # eps[1] waits in line for its probe
+    t.set_endpoints((eps[0], eps[2], eps[3]))
+    assert t.snapshot()["ejected"] == 1
+    assert t.probe_candidate(5.0) is None
+    assert t.probe_candidate(15.0) is eps[0]  # its lost probe timed out
+
+
+def test_unknown_endpoints_are_ignored() -> None:
+    t, _, _ = tracker(2)
+    stranger = endpoints(3)[2]
+    assert t.record(stranger, False, 0.0) is None
+    t.release_probe(stranger)
+    assert t.endpoint_snapshot(stranger) == {"state": "unknown"}
+
+
+def test_releasing_another_trackers_probe_leaves_it_in_flight() -> None:
+    """The endpoint moved to a second route's tracker: the first no longer speaks for it."""
+    first, eps, clock = tracker(4, ejection_jitter=0.0)
+    second = HealthTracker(OutlierDetection(ejection_jitter=0.0), clock=clock)
+    second.set_endpoints(eps)
+    fail(second, eps[0], 5, 0.0)
+    clock.set(5.0)
+    assert second.probe_candidate(5.0) is eps[0]
+    first.release_probe(eps[0])
+    assert second.snapshot()["out_of_rotation"][0]["probe_in_flight"] is True
+
+
+# -- probes and their order ------------------------------------------------------------------------
+
+
+def test_each_endpoint_is_probed_when_its_own_ejection_ends() -> None:
+    t, eps, _ = tracker(4, ejection_jitter=0.0)
+    fail(t, eps[0], 5, 2.0)  # until 7
+    fail(t, eps[1], 5, 4.0)  # until 9
+    assert t.next_probe_at == 7.0
+    assert t.probe_candidate(6.999) is None
+    assert t.probe_candidate(7.0) is eps[0]
+    assert t.probe_candidate(7.0) is None
+    assert t.next_probe_at == 9.0
+    assert t.probe_candidate(9.0) is eps[1]
+    assert t.next_probe_at == 17.0  # both out: the first probe_timeout to end
+    t.release_probe(eps[1])
+    assert t.next_probe_at == -math.inf
+    assert t.probe_candidate(9.0) is eps[1]
+
+
+def test_endpoints_ejected_for_the_same_time_are_probed_in_ejection_order() -> None:
+    t, eps, clock = tracker(4, ejection_jitter=0.0)
+    fail(t, eps[0], 5, 0.0)
+    fail(t, eps[1], 5, 0.0)  # the same until, 5.0
+    clock.set(5.0)
+    assert t.probe_candidate(5.0) is eps[0]
+    rows = t.snapshot()["out_of_rotation"]
+    assert [(r["state"], r["probe_in_flight"]) for r in rows] == [
+        ("probing", True),
+        ("probing", False),
+    ]
+    assert t.probe_candidate(5.0) is eps[1]
+    assert t.probe_candidate(5.0) is None
+
+
+def test_after_a_failed_probe_the_next_goes_when_the_longer_ejection_ends() -> None:
+    """However long probe_timeout is: the failed probe is over, nothing is in flight."""
+    t, eps, clock = tracker(4, ejection_jitter=0.0, probe_timeout=100.0)
+    fail(t, eps[0], 5, 0.0)
+    assert t.probe_candidate(5.0) is eps[0]
+    (again,) = t.record(eps[0], False, 5.0, probe=True) or ()
+    assert isinstance(again, Ejected)
+    assert again.until == 15.0
+    clock.set(6.0)
+    (row,) = t.snapshot()["out_of_rotation"]
+    assert (row["state"], row["ejections_in_a_row"], row["probe_in_flight"]) == (
+        "ejected",
+        2,
+        False,
+    )
+    assert t.next_probe_at == 15.0
+    assert t.probe_candidate(15.0) is eps[0]
+
+
+def test_snapshots_show_a_probe_in_flight_until_it_times_out_or_is_released() -> None:
+    t, eps, clock = tracker(4, ejection_jitter=0.0, probe_timeout=10.0)
+    fail(t, eps[0], 5, 0.0)
+    row = {
+        "address": eps[0].address,
+        "state": "ejected",
+        "reason": "consecutive_failures",
+        "until": 5.0,
+        "ejections_in_a_row": 1,
+        "probe_in_flight": False,
+    }
+    assert t.snapshot()["out_of_rotation"] == [row]
+    clock.set(5.0)
+    assert t.probe_candidate(5.0) is eps[0]
+    clock.set(6.0)
+    assert t.snapshot() == {
+        "endpoints": 4,
+        "available": 3,
+        "ejected": 1,
+        "max_ejected": 2,
+        "panic": False,
+        "ejections_skipped": 0,
+        "version": t.version,
+        "out_of_rotation": [{**row, "state": "probing", "probe_in_flight": True}],
+    }
+    assert t.endpoint_snapshot(eps[0]) == {
+        "state": "probing",
+        "consecutive_failures": 0,
+        "window_calls": 0,
+        "window_success_rate": None,
+        "ejections_in_a_row": 1,
+        "reason": "consecutive_failures",
+        "until": 5.0,
+        "probe_in_flight": True,
+    }
+    clock.set(15.0)  # probe_timeout: the probe counts as lost
+    assert t.snapshot()["out_of_rotation"][0]["probe_in_flight"] is False
+    assert t.endpoint_snapshot(eps[0])["probe_in_flight"] is False
+    clock.set(6.0)
+    t.release_probe(eps[0])
+    assert t.snapshot()["out_of_rotation"][0]["probe_in_flight"] is False
+    assert t.endpoint_snapshot(eps[0])["probe_in_flight"] is False
+    assert (
+        repr(t)
+        == f"<HealthTracker 4 endpoints, 1 ejected (max 2), panic=False, version={t.version}>"
+    )
+
+
+# -- readmission and the repeat count --------------------------------------------------------------
+
+
+def test_a_readmitted_endpoint_starts_with_a_clean_record() -> None:
+    t, eps, clock = tracker(4, ejection_jitter=0.0)
+    fail(t, eps[0], 5, 10.0)  # until 15
+    clock.set(15.0)
+    assert t.probe_candidate(15.0) is eps[0]
+    back = t.record(eps[0], True, 15.5, probe=True)
+    assert back == (Readmitted(eps[0].address, 5.5),)
+    clock.set(15.5)
+    clean = {
+        "state": "admitted",
+        "consecutive_failures": 0,
+        "window_calls": 0,
+        "window_success_rate": None,
+        "ejections_in_a_row": 1,
+    }
+    assert t.endpoint_snapshot(eps[0]) == clean
+    assert (t.snapshot()["ejected"], t.available()) == (0, eps)
+    clock.set(21.5)  # two buckets on: nothing from before the readmission reappears
+    assert t.endpoint_snapshot(eps[0]) == clean
+    assert fail(t, eps[0], 4, 21.5) == []
+    (ejected,) = fail(t, eps[0], 1, 21.5)
+    assert isinstance(ejected, Ejected)
+    assert (ejected.repeat, ejected.duration) == (2, 10.0)
+
+
+def test_ejected_for_spans_the_whole_episode_of_failed_probes() -> None:
+    t, eps, _ = tracker(4, ejection_jitter=0.0)
+    fail(t, eps[0], 5, 10.0)  # until 15
+    t.probe_candidate(15.0)
+    t.record(eps[0], False, 15.0, probe=True)  # until 25
+    t.probe_candidate(25.0)
+    assert t.record(eps[0], True, 25.0, probe=True) == (Readmitted(eps[0].address, 15.0),)
+
+
+def test_a_full_window_admitted_forgives_a_single_ejection_entirely() -> None:
+    t, eps, _ = tracker(4, ejection_jitter=0.0)
+    fail(t, eps[0], 5, 0.0)
+    t.probe_candidate(5.0)
+    t.record(eps[0], True, 5.0, probe=True)
+    (early,) = fail(t, eps[0], 5, 34.9)  # 29.9 s admitted: not forgiven
+    assert isinstance(early, Ejected)
+    assert (early.repeat, early.duration) == (2, 10.0)
+    t.probe_candidate(44.9)
+    t.record(eps[0], True, 44.9, probe=True)
+    (late,) = fail(t, eps[0], 5, 104.9)  # two windows admitted: 2 -> 0, then 1
+    assert isinstance(late, Ejected)
+    assert (late.repeat, late.duration) == (1, 5.0)
+
+
+# -- the success-rate window -----------------------------------------------------------------------
+
+
+@settings(max_examples=60)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 0.5, 1.5, 3.0, 4.5, 10.0, 29.5, 31.0, 40.0]), st.booleans()
+        ),
+        max_size=40,
+    ),
+    idle=st.sampled_from([0.0, 3.0, 28.5, 33.0]),
+)
+def test_the_window_holds_the_current_bucket_and_ten_before_it(
+    steps: list[tuple[float, bool]], idle: float
+) -> None:
+    """Buckets of window / 10 = 3 s; an outcome counts while its bucket is one of the last 11."""
+    t, eps, clock = tracker(1, consecutive_failures=None, success_rate=None, latency_factor=None)
+    history: list[tuple[float, bool]] = []
+
+    def check(now: float) -> None:
+        kept = [ok for at, ok in history if math.floor(at / 3.0) >= math.floor(now / 3.0) - 10]
+        snap = t.endpoint_snapshot(eps[0])
+        assert snap["window_calls"] == len(kept)
+        assert snap["window_success_rate"] == (sum(kept) / len(kept) if kept else None)
+
+    now = 0.0
+    for dt, ok in steps:
+        now += dt
+        clock.set(now)
+        t.record(eps[0], ok, now)
+        history.append((now, ok))
+        check(now)
+    clock.set(now + idle)
+    check(now + idle)
+
+
+# -- latency, sample by sample ---------------------------------------------------------------------
+
+#: Decay for observe_rtt in the tests below: 1 s later the old estimate weighs nothing, so each
+#: endpoint's estimate is exactly its latest sample.
+INSTANT = 1e-3
+
+
+def latency_rounds(
+    t: HealthTracker,
+    eps: tuple[EndpointState, ...],
+    rtts: list[float | None],
+    rounds: int,
+    clock: FakeClock,
+) -> list[tuple[int, object]]:
+    """``rounds`` seconds: each admitted endpoint with an rtt (None: unmeasured) takes one
+    sample, then reports a success; the first report of a round runs the latency check.
+    Returns (round, transition) pairs."""
+    out: list[tuple[int, object]] = []
+    for r in range(1, rounds + 1):
+        now = clock.advance(1.0)
+        live = [(ep, rtt) for ep, rtt in zip(eps, rtts, strict=True) if rtt is not None]
+        live = [(ep, rtt) for ep, rtt in live if ep.health.state == 0]
+        for ep, rtt in live:
+            observe_rtt(ep, rtt, now, INSTANT)
+        for ep, _ in live:
+            result = t.record(ep, True, now)
+            assert result is None or result, "nothing happened: None, not an empty tuple"
+            out.extend((r, transition) for transition in result or ())
+    return out
+
+
+def latency_ejection(found: list[tuple[int, object]]) -> tuple[int, Ejected]:
+    (pair,) = found
+    r, ejected = pair
+    assert isinstance(ejected, Ejected)
+    assert ejected.reason == "latency"
+    return r, ejected
+
+
+def test_latency_counts_samples_from_when_enough_peers_are_measured() -> None:
+    """Unmeasured endpoints are not peers; with fewer than 3 measured nothing is compared, and
+    the slow endpoint's latency_min_samples start only when the comparison becomes possible."""
+    t, eps, clock = tracker(3, latency_min_samples=5)
+    assert latency_rounds(t, eps, [0.01, None, 0.1], 30, clock) == []
+    r, ejected = latency_ejection(latency_rounds(t, eps, [0.01, 0.01, 0.1], 10, clock))
+    assert (r, ejected.address) == (6, eps[2].address)  # seen slow in round 1, +5 samples
+
+
+def test_a_latency_outlier_must_stay_slow_for_latency_min_samples_in_a_row() -> None:
+    """A slow spell interrupted by a recovery starts the count over, wherever the endpoint
+    then ranks among its peers."""
+    t, eps, clock = tracker(4, latency_min_samples=5)
+    peers: list[float | None] = [0.01, 0.01, 0.02]  # the 0.02 one is slowest but no outlier
+    assert latency_rounds(t, eps, [*peers, 0.01], 30, clock) == []
+    assert latency_rounds(t, eps, [*peers, 0.1], 3, clock) == []
+    assert latency_rounds(t, eps, [*peers, 0.005], 10, clock) == []
+    r, ejected = latency_ejection(latency_rounds(t, eps, [*peers, 0.1], 10, clock))
+    assert (r, ejected.address) == (6, eps[3].address)
+
+
+def test_a_readmitted_endpoint_still_slow_needs_latency_min_samples_again() -> None:
+    t, eps, clock = tracker(3, latency_min_samples=5, ejection_jitter=0.0)
+    rtts: list[float | None] = [0.01, 0.01, 0.1]
+    r, first = latency_ejection(latency_rounds(t, eps, rtts, 10, clock))
+    assert r == 6
+    clock.set(first.until)
+    assert t.probe_candidate(clock()) is eps[2]
+    observe_rtt(eps[2], 0.1, clock(), INSTANT)
+    (back,) = t.record(eps[2], True, clock(), probe=True) or ()
+    assert isinstance(back, Readmitted)
+    r, second = latency_ejection(latency_rounds(t, eps, rtts, 10, clock))
+    assert (r, second.repeat) == (6, 2)
+
+
+def test_latency_is_checked_once_per_latency_interval() -> None:
+    t, eps, clock = tracker(3, latency_min_samples=3, latency_interval=50.0)
+    r, _ = latency_ejection(latency_rounds(t, eps, [0.01, 0.01, 0.1], 60, clock))
+    assert r == 51  # seen slow at the check of round 1, ejected at the next, 50 s later
+
+
+@pytest.mark.parametrize(
+    ("factor", "floor", "ejected"),
+    [(4.0, 0.01, True), (4.5, 0.01, False), (2.0, 0.1875, True), (2.0, 0.25, False)],
+)
+def test_latency_thresholds_are_at_least_factor_times_and_floor_above_the_median(
+    factor: float, floor: float, ejected: bool
+) -> None:
+    """0.25 s against peers at 0.0625 s: exactly 4x the median and 0.1875 s above it."""
+    t, eps, clock = tracker(3, latency_factor=factor, latency_floor=floor, latency_min_samples=1)
+    found = latency_rounds(t, eps, [0.0625, 0.0625, 0.25], 5, clock)
+    assert bool(found) == ejected
+
+
+@given(
+    values=st.lists(st.floats(0, 1e3), min_size=2, max_size=9).map(sorted),
+    data=st.data(),
+)
+def test_the_peers_median_leaves_out_the_endpoint_judged(
+    values: list[float], data: st.DataObject
+) -> None:
+    """The yardstick of each endpoint is the median of the others' estimates."""
+    i = data.draw(st.integers(0, len(values) - 1))
+    assert _median_without(values, i) == statistics.median(values[:i] + values[i + 1 :])
