@@ -49,6 +49,17 @@ class CountingTuple(tuple[EndpointState, ...]):
         return super().__contains__(item)
 
 
+class ScriptedRandom(random.Random):
+    """An RNG whose ``random()`` returns the given draws in turn: a pick the test chooses."""
+
+    def __init__(self, *draws: float) -> None:
+        super().__init__(0)
+        self.draws = list(draws)
+
+    def random(self) -> float:
+        return self.draws.pop(0)
+
+
 def endpoint(
     i: int = 0,
     *,
@@ -262,6 +273,42 @@ def test_p2c_candidates_are_distinct_so_the_costliest_endpoint_never_wins(
 
 
 @pytest.mark.parametrize("kind", [PeakEwma, LeastLoaded])
+def test_p2c_cost_tie_goes_to_the_first_draw(kind: type[Balancer]) -> None:
+    """Of two equally cheap candidates the first drawn wins, so ties follow the RNG exactly."""
+    eps = tuple(endpoint(i, rtt=0.01, outstanding=1) for i in range(2))
+    # Draws (0.75, 0.0): first eps[1], then eps[0]; draws (0.25, 0.0): eps[0], then eps[1].
+    picker = kind(rng=ScriptedRandom(0.75, 0.0, 0.25, 0.0)).prepare(eps)
+    assert [picker.pick((), 0.0), picker.pick((), 0.0)] == [eps[1], eps[0]]
+
+
+@pytest.mark.parametrize("kind", [PeakEwma, LeastLoaded])
+@pytest.mark.parametrize(
+    ("size", "avoided"),
+    [
+        (4, (0,)),  # mostly rejection sampling
+        (4, (3,)),
+        (60, tuple(range(3, 60))),  # mostly the linear scan over the 3 left
+    ],
+)
+def test_p2c_around_avoided_endpoints_compares_uniform_pairs_of_the_others(
+    kind: type[Balancer], size: int, avoided: tuple[int, ...]
+) -> None:
+    """Avoiding endpoints must not skew P2C among the rest: each pair of distinct allowed
+    endpoints is equally likely, so of three the cheapest wins 2/3, the middle one 1/3 (when
+    paired with the costliest) and the costliest never."""
+    eps = tuple(endpoint(i, rtt=0.01) for i in range(size))
+    allowed = [ep for ep in eps if eps.index(ep) not in avoided]
+    middle, costliest, cheapest = allowed
+    middle.outstanding, costliest.outstanding = 1, 2
+    avoid = tuple(eps[i] for i in avoided)
+    picker = kind(rng=random.Random(11)).prepare(eps)
+    picks = Counter(picker.pick(avoid, 0.0) for _ in range(6_000))
+    assert picks[costliest] == 0
+    assert picks[cheapest] + picks[middle] == 6_000
+    assert picks[cheapest] / 6_000 == pytest.approx(2 / 3, abs=0.03)
+
+
+@pytest.mark.parametrize("kind", [PeakEwma, LeastLoaded])
 def test_p2c_with_one_endpoint_returns_it_without_drawing(kind: type[Balancer]) -> None:
     rng = CountingRandom()
     only = endpoint()
@@ -363,6 +410,46 @@ def test_round_robin_gives_each_endpoint_its_weight_share_exactly(
     assert [picks[ep] for ep in eps] == [rounds * w for w in weights]
 
 
+def test_round_robin_with_two_weights_keeps_their_exact_ratio_over_many_rounds() -> None:
+    """Weights 1 and 2 make a round of 3 picks, not a scaled-up round that is off by one."""
+    eps = (endpoint(0, weight=1.0), endpoint(1, weight=2.0))
+    picker = RoundRobin(rng=random.Random(5)).prepare(eps)
+    picks = Counter(picker.pick((), 0.0) for _ in range(3 * 65_536))
+    assert [picks[ep] for ep in eps] == [65_536, 131_072]
+
+
+def test_round_robin_gives_a_negligible_weight_one_slot_per_round() -> None:
+    """Weights 3 and 1e-6 do not fit a round of 2**16 slots: it is scaled to 65 536 slots for
+    the heavy endpoint and the light one keeps exactly one, instead of none or a fair share."""
+    eps = (endpoint(0, weight=3.0), endpoint(1, weight=1e-6))
+    picker = RoundRobin(rng=random.Random(5)).prepare(eps)
+    picks = Counter(picker.pick((), 0.0) for _ in range(2 * 65_537))
+    assert [picks[ep] for ep in eps] == [2 * 65_536, 2]
+
+
+@pytest.mark.parametrize("weight", [1e-4, 7.5])
+def test_round_robin_with_equal_weights_ignores_their_size(weight: float) -> None:
+    """Only the ratio of weights counts: equal weights, tiny or large, pick exactly as weight 1."""
+    for seed in range(20):
+        plain = RoundRobin(rng=random.Random(seed)).prepare(endpoints(3))
+        scaled_eps = tuple(endpoint(i, weight=weight) for i in range(3))
+        scaled = RoundRobin(rng=random.Random(seed)).prepare(scaled_eps)
+        expected = [plain.pick((), 0.0).address for _ in range(6)]
+        assert [scaled.pick((), 0.0).address for _ in range(6)] == expected
+
+
+def test_round_robin_spreads_slots_in_sainte_lague_order() -> None:
+    """Weights 1, 2 and 4 give the round c b c a c b c (from a random start): slot k of an
+    endpoint with s slots sits at (k + 1/2) / s of the round."""
+    a, b, c = eps = (endpoint(0, weight=1.0), endpoint(1, weight=2.0), endpoint(2, weight=4.0))
+    rounds = [(c, b, c, a, c, b, c)[k:] + (c, b, c, a, c, b, c)[:k] for k in range(7)]
+    for seed in range(10):
+        picker = RoundRobin(rng=random.Random(seed)).prepare(eps)
+        sequence = tuple(picker.pick((), 0.0) for _ in range(14))
+        assert sequence[:7] in rounds
+        assert sequence[7:] == sequence[:7]
+
+
 def test_round_robin_honours_fractional_weights_exactly() -> None:
     eps = (endpoint(0, weight=0.5), endpoint(1, weight=1.25), endpoint(2, weight=1.0))
     picker = RoundRobin(rng=random.Random(0)).prepare(eps)
@@ -406,6 +493,19 @@ def test_round_robin_skips_avoided_endpoints_without_losing_the_rotation() -> No
     picks = Counter(picker.pick((eps[0],), 0.0) for _ in range(30))
     assert picks[eps[0]] == 0
     assert picks[eps[1]] + picks[eps[2]] == 30
+
+
+def test_round_robin_passes_an_avoided_endpoints_turn_to_the_next_in_the_round() -> None:
+    """Avoiding one endpoint changes only its own turns, which go to its successor; the
+    rotation of the others is the same as without avoiding."""
+    eps = endpoints(4)
+    plain = RoundRobin(rng=random.Random(2)).prepare(eps)
+    avoiding = RoundRobin(rng=random.Random(2)).prepare(eps)
+    for _ in range(12):
+        expected = plain.pick((), 0.0)
+        if expected is eps[1]:
+            expected = eps[2]
+        assert avoiding.pick((eps[1],), 0.0) is expected
 
 
 # ------------------------------------------------------------------- validation and repr
@@ -453,6 +553,18 @@ def test_balancers_have_readable_reprs() -> None:
     assert repr(PeakEwma(decay=5, default_rtt=0.1)) == "PeakEwma(decay=5.0, default_rtt=0.1)"
     assert repr(LeastLoaded()) == "LeastLoaded()"
     assert repr(RoundRobin()) == "RoundRobin()"
+
+
+def test_pickers_show_their_kind_and_snapshot_size() -> None:
+    eps = endpoints(3)
+    for balancer, name in [
+        (RoundRobin(), "_RoundRobinPicker"),
+        (LeastLoaded(), "_LeastLoadedPicker"),
+        (PeakEwma(), "_PeakEwmaPicker"),
+    ]:
+        picker = balancer.prepare(eps)
+        assert picker.endpoints == eps
+        assert repr(picker) == f"<{name} over 3 endpoints>"
 
 
 def test_every_balancer_keeps_latency_with_the_default_decay() -> None:
