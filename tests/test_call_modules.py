@@ -62,18 +62,18 @@ def transport(
 
 
 class Recorder:
-    """A handler answering from a script of statuses (then 200), recording what was sent."""
+    """A handler answering from a script (statuses, responses, errors; then 200), recording
+    what was sent."""
 
-    def __init__(self, *answers: int | httpx.Response | Exception, clock: FakeClock | None = None):
+    def __init__(self, *answers: int | httpx.Response | BaseException) -> None:
         self.answers = list(answers)
         self.sent: list[httpx.Request] = []
-        self.clock = clock
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         request.read()
         self.sent.append(request)
         answer = self.answers.pop(0) if self.answers else 200
-        if isinstance(answer, Exception):
+        if isinstance(answer, BaseException):
             raise answer
         if isinstance(answer, httpx.Response):
             return answer
@@ -161,6 +161,26 @@ def test_a_circuit_breaker_reports_its_transitions_until_the_client_closes(clock
     breaker.on_result(False, 0.0)
     assert breaker.state == "open"
     assert len([e for e in events if isinstance(e, BreakerTransition)]) == 3
+
+
+def test_a_cancelled_call_is_no_failure_for_the_breaker(clock) -> None:
+    """A caller going away (KeyboardInterrupt) says nothing about the service: the half-open
+    breaker's one trial permit comes back, and the next call's success closes it."""
+    breaker = meshclient.CircuitBreaker(
+        window_size=1, minimum_calls=1, open_duration=10.0, half_open_calls=1, clock=clock
+    )
+    handler = Recorder(503, KeyboardInterrupt(), 200)
+    mesh = transport(handler, clock, policy=meshclient.Policy(retry=None), breaker=breaker)
+    with httpx.Client(transport=mesh) as http:
+        assert http.get("http://users/").status_code == 503
+        assert breaker.state == "open"
+        clock.advance(10.0)
+        with pytest.raises(KeyboardInterrupt):
+            http.get("http://users/")
+        assert breaker.state == "half_open"
+        assert http.get("http://users/").status_code == 200
+    assert breaker.state == "closed"
+    assert len(handler.sent) == 3
 
 
 # -- retry: when a request may be sent again ---------------------------------------------------
