@@ -5,9 +5,11 @@ from __future__ import annotations
 import bisect
 import email.utils
 import math
+import os
 import random
 import statistics
 import threading
+import time
 from typing import Any
 
 import attrs
@@ -318,6 +320,16 @@ def test_budget_ratio_with_float_rounding_grants_whole_credit() -> None:
     assert drain(budget) == 7
 
 
+def test_budget_grants_credit_short_of_a_whole_retry_by_float_rounding_only() -> None:
+    """The 1e-9 tolerance is inclusive: a ratio of 1 - 1e-9 earns one whole retry per call,
+    exactly as ``balance`` says."""
+    budget = RetryBudget(ratio=1 - 1e-9, min_per_second=0, clock=FakeClock())
+    budget.deposit()
+    assert budget.balance() == 1.0
+    assert budget.try_withdraw()
+    assert not budget.try_withdraw()
+
+
 def test_budget_with_zero_ratio_and_reserve_never_grants() -> None:
     budget = RetryBudget(ratio=0, min_per_second=0, clock=FakeClock())
     for _ in range(1000):
@@ -596,6 +608,38 @@ def test_retry_after_rfc_9110_example_date() -> None:
 
 def test_retry_after_date_with_unknown_zone_is_read_as_utc() -> None:
     assert parse_retry_after("Sun, 06 Nov 1994 08:49:37 -0000", 784111777.0 - 10) == 10.0
+
+
+def test_retry_after_negative_zero_means_plain_zero() -> None:
+    """A signed zero would show as "-0.0" wherever the wait is logged or reported."""
+    assert [repr(parse_retry_after(value, NOW)) for value in ("-0", "-0.0", "+0")] == ["0.0"] * 3
+
+
+def test_retry_after_http_date_under_a_second_ahead_is_kept() -> None:
+    """HTTP-dates are whole seconds but the clock is not: what is left of the second counts."""
+    assert parse_retry_after(http_date(NOW + 1), NOW) == 1.0
+    assert parse_retry_after(http_date(NOW + 1), NOW + 0.25) == 0.75
+
+
+def test_retry_after_date_with_a_numeric_zone_is_read_in_that_zone() -> None:
+    """10:49:37 +0200 is 08:49:37 GMT (obsolete, but servers send it)."""
+    assert parse_retry_after("Sun, 06 Nov 1994 10:49:37 +0200", 784111777.0 - 10) == 10.0
+
+
+def test_retry_after_date_with_unknown_zone_is_utc_whatever_the_local_zone() -> None:
+    """ "-0000" parses to a naive datetime: it must not be read in the machine's local zone."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "EST+5"  # POSIX spelling: no zoneinfo files needed
+    time.tzset()
+    try:
+        value = parse_retry_after("Sun, 06 Nov 1994 08:49:37 -0000", 784111777.0 - 10)
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+    assert value == 10.0
 
 
 def test_retry_after_huge_seconds_exceed_any_max_retry_after() -> None:
