@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import tenacity
+from opentelemetry import trace
 
 import meshclient
 from meshclient.hooks import BreakerTransition, BudgetExhausted, Event, RetryScheduled
@@ -476,3 +477,79 @@ def test_a_call_whose_deadline_is_gone_fails_before_admission(clock) -> None:
         "to service 'users'"
     )
     assert (rule.log, handler.sent) == ([], [])
+
+
+# -- call telemetry --------------------------------------------------------------------------
+
+
+class Span(trace.NonRecordingSpan):
+    """A span that keeps its name, kind, parent and attributes (the API alone, no SDK)."""
+
+    def __init__(
+        self, span_id: int, kind: trace.SpanKind, parent: trace.Span, attributes: Any
+    ) -> None:
+        super().__init__(
+            trace.SpanContext(1, span_id, is_remote=False, trace_flags=trace.TraceFlags(1))
+        )
+        self.kind = kind
+        self.parent = parent
+        self.attributes = dict(attributes or {})
+        self.ended = False
+
+    def is_recording(self) -> bool:
+        return not self.ended
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = value
+
+    def set_attributes(self, attributes: Any) -> None:
+        self.attributes.update(attributes)
+
+    def end(self, end_time: int | None = None) -> None:
+        self.ended = True
+
+
+class Tracer(trace.Tracer, trace.TracerProvider):
+    """A tracer (and its own provider) keeping every span it started, in order."""
+
+    def __init__(self) -> None:
+        self.spans: list[Span] = []
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return self
+
+    def start_span(  # type: ignore[override]
+        self, name: str, context: Any = None, kind: Any = trace.SpanKind.INTERNAL,
+        attributes: Any = None, *args: Any, **kwargs: Any,
+    ) -> trace.Span:  # fmt: skip
+        parent = trace.get_current_span(context)
+        span = Span(len(self.spans) + 1, kind, parent, attributes)
+        self.spans.append(span)
+        return span
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+def test_one_span_per_call_with_its_attempts_outcome_and_inherited_deadline() -> None:
+    """Each call has one INTERNAL span, parent of its attempts' CLIENT spans, ended with the
+    attempt count, the outcome and whether the deadline came from the caller's caller."""
+    tracer = Tracer()
+    clock = FakeClock(time.monotonic())
+    mesh = meshclient.MeshTransport(
+        {"users": meshclient.Service(list(ENDPOINTS))},
+        policy=meshclient.Policy(retry=NO_BACKOFF, timeout=60.0),
+        transport=httpx.MockTransport(Recorder(503)),
+        telemetry=meshclient.Telemetry(tracer_provider=tracer),
+        clock=clock,
+    )
+    with httpx.Client(transport=mesh) as http, meshclient.deadline_scope(30.0):
+        assert http.get("http://users/").status_code == 200
+    call, *attempts = tracer.spans
+    assert call.kind is trace.SpanKind.INTERNAL
+    assert [span.kind for span in attempts] == [trace.SpanKind.CLIENT] * 2
+    assert all(span.parent is call for span in attempts)
+    assert all(span.ended for span in tracer.spans)
+    assert call.attributes["meshclient.attempts"] == 2
+    assert call.attributes["meshclient.outcome"] == "success"
+    assert call.attributes["meshclient.deadline.inherited"] is True
