@@ -1,5 +1,5 @@
-"""Every number the narrative docs quote is read from the code (or the committed benchmark
-results), here.
+"""Every number the narrative docs and the README quote is read from the code (or the committed
+benchmark results; for install.md, pyproject.toml and the nox sessions), here.
 
 Each ``Claim`` is a pattern in one page whose groups are the numbers quoted, and the values
 the code has for them. The pattern must occur in the page (rewording a sentence means
@@ -22,6 +22,7 @@ import math
 import re
 import subprocess
 import sys
+import tomllib
 import tracemalloc
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,17 @@ from meshclient._pool import DEFAULT_LIMITS, HTTP2_STREAMS
 from meshclient._retry import DEFAULT_RETRY_STATUSES
 from meshclient._service import DEFAULT_READY_TIMEOUT
 from meshclient._throttle import _NOT_ACCEPTED
+from meshclient.discovery import (
+    DnsDiscovery,
+    EtcdDiscovery,
+    EtcdRegistration,
+    FileDiscovery,
+)
+from meshclient.discovery._dns import _srv_weights
+from meshclient.discovery._document import endpoint_from_document
+from meshclient.discovery._file import _RACY_NS
+from meshclient.discovery._registration import STARTUP_WAIT
+from meshclient.discovery._watch import JOIN_TIMEOUT
 from meshclient.testing import Backend, Behaviour
 
 from helpers import eventually
@@ -55,9 +67,14 @@ NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
 Value = float | int | str
 
 
+def page_file(page: str) -> Path:
+    """A page of ``docs/``, or the repository's README."""
+    return ROOT / page if page == "README.md" else DOCS / page
+
+
 def prose(page: str) -> str:
     """The page without its fenced blocks."""
-    return FENCE.sub("", (DOCS / page).read_text())
+    return FENCE.sub("", page_file(page).read_text())
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
@@ -121,6 +138,8 @@ class Claim:
     page: str
     pattern: str
     expected: Callable[[], tuple[Value, ...]]
+    #: Compare the quoted text as written rather than as a number: versions (1.30 is not 1.3).
+    as_written: bool = False
 
     def __str__(self) -> str:
         return f"{self.page}: {self.pattern}"
@@ -672,6 +691,235 @@ CLAIMS: list[Claim] = [
         r"seen every ([\d.]+) s\)",
         lambda: (live_refresh(),),
     ),
+    # -- README.md ---------------------------------------------------------------------------
+    Claim(
+        "README.md",
+        r"On a fresh machine with Python ([\d.]+) or newer",
+        lambda: (requires_python(),),
+        as_written=True,
+    ),
+    Claim(
+        "README.md",
+        r"It takes about (\d+) s \(`nox -s demo -- --duration",
+        lambda: (demo_defaults().duration,),
+    ),
+    # -- request-flow.md ---------------------------------------------------------------------
+    Claim(
+        "request-flow.md",
+        r"success \((\d+)/(\d+): refused, for throttling\)",
+        lambda: tuple(sorted(_NOT_ACCEPTED)),
+    ),
+    # -- install.md --------------------------------------------------------------------------
+    Claim(
+        "install.md",
+        r"meshclient ([\d.]+) is not on a package index yet",
+        lambda: (project()["version"],),
+        as_written=True,
+    ),
+    Claim(
+        "install.md",
+        r"\| `dns` \| `dnspython(>=[\d.]+)` \|",
+        lambda: (specifier("dnspython"),),
+        as_written=True,
+    ),
+    Claim(
+        "install.md",
+        r"\| `demo` \| `rich(>=[\d.]+)`, `uvicorn(>=[\d.]+)` \|",
+        lambda: (specifier("rich"), specifier("uvicorn")),
+        as_written=True,
+    ),
+    Claim(
+        "install.md",
+        r"\| Python \| ([\d.]+) and newer \| ([\d.]+) \|",
+        lambda: (requires_python(), nox_value(r'^PYTHON = "([\d.]+)"')),
+        as_written=True,
+    ),
+    Claim(
+        "install.md",
+        r"\| httpx \| ([\d.]+)\.x \(`(>=[\d.]+,<[\d.]+)`\) \| ([\d.]+) and the newest ([\d.]+)"
+        r" release \|",
+        lambda: (
+            series("httpx", 2),
+            specifier("httpx"),
+            release(floor("httpx")),
+            series("httpx", 2),
+        ),
+        as_written=True,
+    ),
+    Claim(
+        "install.md",
+        r"\| httpcore \| (\d+)\.x from ([\d.]+) \(`(>=[\d.]+,<[\d.]+)`\) \| ([\d.]+) and the"
+        r" newest (\d+)\.x \|",
+        lambda: (
+            series("httpcore", 1),
+            floor("httpcore"),
+            specifier("httpcore"),
+            release(floor("httpcore")),
+            series("httpcore", 1),
+        ),
+        as_written=True,
+    ),
+    Claim(
+        "install.md",
+        r"\| OpenTelemetry API \| ([\d.]+) and newer \| ([\d.]+) and the newest \|",
+        lambda: (floor("opentelemetry-api"), otel_oldest("opentelemetry-api")),
+        as_written=True,
+    ),
+    Claim(
+        "install.md",
+        r"\| OpenTelemetry SDK \(yours, optional\) \| the release matching your API \| ([\d.]+)"
+        r" and the newest \|",
+        lambda: (otel_oldest("opentelemetry-sdk"),),
+        as_written=True,
+    ),
+    Claim(
+        "install.md",
+        r"\| tenacity, attrs, anyio, sniffio \| `(>=[\d.]+)`, `(>=[\d.]+)`, `(>=[\d.]+)`,"
+        r" `(>=[\d.]+)` \|",
+        lambda: tuple(specifier(name) for name in ("tenacity", "attrs", "anyio", "sniffio")),
+        as_written=True,
+    ),
+    Claim(
+        "install.md",
+        r"\| dnspython \(`dns`\), rich and uvicorn \(`demo`\) \| `(>=[\d.]+)`, `(>=[\d.]+)`,"
+        r" `(>=[\d.]+)` \|",
+        lambda: tuple(specifier(name) for name in ("dnspython", "rich", "uvicorn")),
+        as_written=True,
+    ),
+    Claim(
+        "install.md",
+        r"\*\*httpx ([\d.]+)\.x\*\*: meshclient's clients and transports subclass httpx's and take"
+        r" httpx ([\d.]+)'s",
+        lambda: (series("httpx", 2),) * 2,
+        as_written=True,
+    ),
+    Claim(
+        "install.md",
+        r"\*\*httpcore ([\d.]+)\*\*: with ([\d.]+), an async TLS handshake",
+        lambda: (floor("httpcore"), previous_patch(floor("httpcore"))),
+        as_written=True,
+    ),
+    Claim(
+        "install.md",
+        r"\*\*OpenTelemetry API ([\d.]+)\*\*: the duration histograms",
+        lambda: (floor("opentelemetry-api"),),
+        as_written=True,
+    ),
+    Claim(
+        "install.md",
+        r"which the API accepts from ([\d.]+) on\.",
+        lambda: (floor("opentelemetry-api"),),
+        as_written=True,
+    ),
+    # -- discovery.md ------------------------------------------------------------------------
+    Claim(
+        "discovery.md",
+        r"\| a JSON or TOML file \| within `interval` \((\d+) s\) \|",
+        lambda: (default(FileDiscovery, "interval"),),
+    ),
+    Claim(
+        "discovery.md",
+        r"\| after the record's TTL \((\d+)\u2013(\d+) s\) \|",
+        lambda: (default(DnsDiscovery, "min_ttl"), default(DnsDiscovery, "max_ttl")),
+    ),
+    Claim(
+        "discovery.md",
+        r"One bad record \(a port of (\d+),",
+        lambda: (port_range()[0] - 1,),
+    ),
+    Claim(
+        "discovery.md",
+        r"`close\(\)` stops the thread \(waiting up to (\d+) s",
+        lambda: (JOIN_TIMEOUT,),
+    ),
+    Claim(
+        "discovery.md",
+        r"`Service\(ready_timeout=([\d.]+)\)` seconds",
+        lambda: (DEFAULT_READY_TIMEOUT,),
+    ),
+    Claim(
+        "discovery.md",
+        r"\| `port` \| required \| an integer in (\d+)\u2013(\d+) \|",
+        lambda: port_range(),
+    ),
+    Claim(
+        "discovery.md",
+        r"\| `weight` \| optional, default (\d+) \| a number > (\d+):",
+        lambda: (default_weight(), weight_floor()),
+    ),
+    Claim(
+        "discovery.md",
+        r"a port out of range, a weight of (\d+),",
+        lambda: (weight_floor(),),
+    ),
+    Claim(
+        "discovery.md",
+        r"`FileDiscovery\(path, service, \*, interval=([\d.]+), format=None\)`",
+        lambda: (default(FileDiscovery, "interval"),),
+    ),
+    Claim(
+        "discovery.md",
+        r"- `interval` \((\d+) s\): how often",
+        lambda: (default(FileDiscovery, "interval"),),
+    ),
+    Claim(
+        "discovery.md",
+        r"A file changed less than (\d+) s ago is re-read",
+        lambda: (_RACY_NS / 1e9,),
+    ),
+    Claim(
+        "discovery.md",
+        r"\| `min_ttl`, `max_ttl` \| (\d+) s, (\d+) s \|",
+        lambda: (default(DnsDiscovery, "min_ttl"), default(DnsDiscovery, "max_ttl")),
+    ),
+    Claim(
+        "discovery.md",
+        r"\| `nameservers`, `nameserver_port` \| the system's, (\d+) \|",
+        lambda: (default(DnsDiscovery, "nameserver_port"),),
+    ),
+    Claim(
+        "discovery.md",
+        r"\| `timeout` \| (\d+) s \| bound on each lookup \|",
+        lambda: (default(DnsDiscovery, "timeout"),),
+    ),
+    Claim(
+        "discovery.md",
+        r"\| `backoff`, `max_backoff` \| ([\d.]+) s, (\d+) s \|",
+        lambda: (default(DnsDiscovery, "backoff"), default(DnsDiscovery, "max_backoff")),
+    ),
+    Claim(
+        "discovery.md",
+        r"they share equally \(weight (\d+) each\); a weight-0 record beside weighted ones gets"
+        r" (\d+)/(\d+) of the smallest positive weight",
+        lambda: (_srv_weights([0, 0])[0], 1, 1 / (_srv_weights([0, 7])[0] / 7)),
+    ),
+    Claim(
+        "discovery.md",
+        r"with `min_ttl` at (\d+) s the client asks",
+        lambda: (default(DnsDiscovery, "min_ttl"),),
+    ),
+    Claim(
+        "discovery.md",
+        r"`EtcdDiscovery\(url, prefix, \*, timeout=([\d.]+), backoff=([\d.]+),"
+        r" max_backoff=([\d.]+), verify=True\)`",
+        lambda: tuple(default(EtcdDiscovery, p) for p in ("timeout", "backoff", "max_backoff")),
+    ),
+    Claim(
+        "discovery.md",
+        r"`EtcdRegistration\(url, prefix, endpoint, \*, ttl=(\d+), key=None, timeout=([\d.]+),"
+        r" verify=True\)`",
+        lambda: (default(EtcdRegistration, "ttl"), default(EtcdRegistration, "timeout")),
+    ),
+    Claim(
+        "discovery.md",
+        r"renews the lease every `ttl / (\d+)` seconds",
+        lambda: (renewals_per_ttl(),),
+    ),
+    Claim(
+        "discovery.md",
+        r"start, wait up to (\d+) s for the first registration",
+        lambda: (STARTUP_WAIT,),
+    ),
 ]
 
 
@@ -694,6 +942,103 @@ def migrating_example() -> dict[str, float]:
         state.attempt_number = n
         backoff += wait(state)  # type: ignore[arg-type]
     return {"attempts": attempts, "timeout": timeout, "backoff": backoff}
+
+
+# -- install.md: what pyproject.toml and the nox sessions say -----------------------------------
+
+
+def project() -> dict[str, Any]:
+    data: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return data
+
+
+def specifier(name: str) -> str:
+    """A run-time dependency's version range as pyproject.toml writes it (``>=0.28,<0.29``)."""
+    extras = [dep for deps in project()["optional-dependencies"].values() for dep in deps]
+    for dep in [*project()["dependencies"], *extras]:  # the base requirement before an extra's
+        if re.split(r"[<>=\[ ;]", dep)[0] == name:
+            return re.sub(r"^[\w.-]+(?:\[[^]]*\])?", "", dep)
+    raise LookupError(name)
+
+
+def floor(name: str) -> str:
+    match = re.search(r">=([\d.]+)", specifier(name))
+    assert match is not None, f"{name} has no lower bound"
+    return match.group(1)
+
+
+def series(name: str, parts: int) -> str:
+    """The release series a range stays in, ``0.28`` for ``>=0.28,<0.29`` (parts=2)."""
+    low = floor(name).split(".")[:parts]
+    high = re.search(r",<([\d.]+)", specifier(name))
+    following = [*low[:-1], str(int(low[-1]) + 1)]
+    if high is None or high.group(1).split(".") != following:
+        return f"not the {'.'.join(low)} series alone: {specifier(name)}"
+    return ".".join(low)
+
+
+def release(version: str) -> str:
+    """The release pip installs for a pin of ``version``: ``0.28`` is 0.28.0."""
+    return ".".join([*version.split("."), "0", "0"][:3])
+
+
+def previous_patch(version: str) -> str:
+    *head, patch = version.split(".")
+    return ".".join([*head, str(int(patch) - 1)])
+
+
+def requires_python() -> str:
+    match = re.fullmatch(r">=([\d.]+)", project()["requires-python"])
+    assert match is not None
+    return match.group(1)
+
+
+def nox_value(pattern: str) -> str:
+    match = re.search(pattern, (ROOT / "noxfile.py").read_text(), re.MULTILINE)
+    assert match is not None, pattern
+    return match.group(1)
+
+
+def otel_oldest(name: str) -> str:
+    """What ``nox -s tests_oldest`` pins an OpenTelemetry package to."""
+    return nox_value(rf'^    "{re.escape(name)}": "([\d.]+)",$')
+
+
+# -- discovery.md ------------------------------------------------------------------------------
+
+
+def default(function: Callable[..., Any], parameter: str) -> Any:
+    return inspect.signature(function).parameters[parameter].default
+
+
+def document_ok(**fields: Any) -> bool:
+    """Whether an endpoint document (as in etcd or a discovery file) is accepted."""
+    try:
+        endpoint_from_document({"address": "127.0.0.1", "port": 8001, **fields})
+    except ValueError:
+        return False
+    return True
+
+
+def port_range() -> tuple[int, int]:
+    return (
+        min(p for p in (0, 1, 2) if document_ok(port=p)),
+        max(p for p in (65534, 65535, 65536) if document_ok(port=p)),
+    )
+
+
+def default_weight() -> float:
+    return endpoint_from_document({"address": "127.0.0.1", "port": 8001}).weight
+
+
+def weight_floor() -> int:
+    """0 when every weight above 0 is accepted and 0 itself is not."""
+    return 0 if document_ok(weight=1e-9) and not document_ok(weight=0) else -1
+
+
+def renewals_per_ttl() -> float:
+    registration = EtcdRegistration("http://127.0.0.1:2379", "/services/users/", "127.0.0.1:8001")
+    return registration.ttl / registration.interval
 
 
 def widths_under_test() -> tuple[int, ...]:
@@ -827,6 +1172,26 @@ NOT_FROM_CODE: dict[str, list[tuple[str, str]]] = {
         (r"one instance of 3", "the same"),
         (r"100 % success from 1 s after recovery", "a literal check in bench/retry_storm.py"),
     ],
+    "README.md": [
+        (r"`nox -s demo -- --duration 60`", "an example duration"),
+    ],
+    "install.md": [
+        (
+            r"Until 1\.0, a minor release \(0\.1 → 0\.2\) may change the public API; a patch"
+            r" release \(0\.1\.0 → 0\.1\.1\)",
+            "semantic versioning's rules, with example versions",
+        ),
+    ],
+    "discovery.md": [
+        (r'`Service\(zone="eu-west-1a"\)`', "an example zone"),
+        (r'`DnsDiscovery\("users\.svc\.example", port=8001\)`', "an example"),
+        (r"a TTL of 0 means `min_ttl`", "a TTL as DNS gives it, below any `min_ttl`"),
+        (r"\*\*Weight 0\*\*: if every record of the priority has weight 0", "SRV's weight field"),
+        (r"Kubernetes' cluster DNS TTL is typically 5\u201330 s", "Kubernetes' DNS"),
+        (r"etcd 3\.4 and later", "etcd's release that serves the `/v3/` gateway paths"),
+        (r"&watch=1`", "a Kubernetes API query"),
+        (r"`410 Gone`", "the Kubernetes API's status for an expired resource version"),
+    ],
     "operating.md": [
         (r"`Timeout\(total=2\.0\)`|`Retry-After`\)|\(502, 503, 504, or 429", "examples, statuses"),
         (r"(?s)a deadline of `0` \(broken or hostile\)", "an example"),
@@ -860,6 +1225,12 @@ CHECKED_PAGES = [
     "telemetry.md",
     "benchmarks.md",
     "operating.md",
+    "README.md",
+    "index.md",
+    "request-flow.md",
+    "modules.md",
+    "discovery.md",
+    "install.md",
 ]
 
 
@@ -869,13 +1240,18 @@ def test_the_page_quotes_what_the_code_has(claim: Claim) -> None:
     assert matches, f"{claim.page} no longer says {claim.pattern!r}: update the page or the claim"
     expected = claim.expected()
     for match in matches:
-        quoted = tuple(as_value(g) for g in match.groups())
-        assert len(quoted) == len(expected), (quoted, expected)
-        wrong = [
-            (q, e)
-            for q, e in zip(quoted, expected, strict=True)
-            if not same(q, as_value(str(e)) if isinstance(e, str) else e)
-        ]
+        if claim.as_written:
+            quoted: tuple[Value, ...] = match.groups()
+            assert len(quoted) == len(expected), (quoted, expected)
+            wrong = [(q, e) for q, e in zip(quoted, expected, strict=True) if q != str(e)]
+        else:
+            quoted = tuple(as_value(g) for g in match.groups())
+            assert len(quoted) == len(expected), (quoted, expected)
+            wrong = [
+                (q, e)
+                for q, e in zip(quoted, expected, strict=True)
+                if not same(q, as_value(str(e)) if isinstance(e, str) else e)
+            ]
         assert not wrong, (
             f"{claim.page}: {match.group(0)!r} quotes {quoted}, the code has {expected}"
         )
@@ -1060,6 +1436,14 @@ def test_quickstart_lists_the_dependencies_pip_installs() -> None:
     match = re.search(r'pip install "meshclient\[demo\]" +# plus (\w+) and (\w+) for', quickstart)
     assert match is not None
     assert set(match.groups()) == demo
+
+
+def test_install_md_names_the_files_nox_build_makes() -> None:
+    """install.md's console blocks name the wheel and sdist of the version pyproject.toml has."""
+    page = (DOCS / "install.md").read_text()
+    named = re.findall(r"meshclient-([\d.]*\d)(?:-py3-none-any\.whl|\.tar\.gz)", page)
+    assert len(named) >= 4
+    assert set(named) == {project()["version"]}
 
 
 # -- names the pages list -------------------------------------------------------------------
