@@ -600,17 +600,25 @@ def test_a_tracker_without_endpoints_reports_nothing_out_of_rotation() -> None:
         "max_ejected": 0,
         "panic": False,
         "ejections_skipped": 0,
-        "version": t.version,
+        "version": 0,
         "out_of_rotation": [],
     }
     assert t.snapshot() == expected
     assert (t.available(), t.panic, t.next_probe_at) == ((), False, math.inf)
     t.set_endpoints([])
     assert (t.available(), t.panic) == ((), False)  # no endpoints is not a panic
-    assert (
-        repr(t)
-        == f"<HealthTracker 0 endpoints, 0 ejected (max 0), panic=False, version={t.version}>"
-    )
+    assert repr(t) == "<HealthTracker 0 endpoints, 0 ejected (max 0), panic=False, version=1>"
+
+
+def test_a_tracker_with_its_own_clock_rng_and_a_short_decay_works() -> None:
+    """The defaults (time.monotonic, a fresh random.Random) and any decay > 0 are usable."""
+    t = HealthTracker(OutlierDetection(), decay=1e-9)
+    eps = endpoints(4)
+    t.set_endpoints(eps)
+    (ejected,) = fail(t, eps[0], 5, 0.0)
+    assert isinstance(ejected, Ejected)
+    assert 5.0 * 0.85 <= ejected.duration <= 5.0 * 1.15
+    assert t.endpoint_snapshot(eps[0])["state"] == "ejected"
 
 
 @pytest.mark.parametrize(
@@ -851,12 +859,14 @@ def test_a_full_window_admitted_forgives_a_single_ejection_entirely() -> None:
         max_size=40,
     ),
     idle=st.sampled_from([0.0, 3.0, 28.5, 33.0]),
+    start=st.sampled_from([0.0, 7.5, 100.0]),
 )
 def test_the_window_holds_the_current_bucket_and_ten_before_it(
-    steps: list[tuple[float, bool]], idle: float
+    steps: list[tuple[float, bool]], idle: float, start: float
 ) -> None:
     """Buckets of window / 10 = 3 s; an outcome counts while its bucket is one of the last 11."""
-    t, eps, clock = tracker(1, consecutive_failures=None, success_rate=None, latency_factor=None)
+    clock = FakeClock(start)
+    t, eps, _ = tracker(1, clock, consecutive_failures=None, success_rate=None, latency_factor=None)
     history: list[tuple[float, bool]] = []
 
     def check(now: float) -> None:
@@ -865,7 +875,7 @@ def test_the_window_holds_the_current_bucket_and_ten_before_it(
         assert snap["window_calls"] == len(kept)
         assert snap["window_success_rate"] == (sum(kept) / len(kept) if kept else None)
 
-    now = 0.0
+    now = start
     for dt, ok in steps:
         now += dt
         clock.set(now)
@@ -979,3 +989,22 @@ def test_the_peers_median_leaves_out_the_endpoint_judged(
     """The yardstick of each endpoint is the median of the others' estimates."""
     i = data.draw(st.integers(0, len(values) - 1))
     assert _median_without(values, i) == statistics.median(values[:i] + values[i + 1 :])
+
+
+@pytest.mark.parametrize("earlier_failures", [4, 0])
+def test_a_failure_reports_its_own_ejection_then_the_latency_checks(earlier_failures: int) -> None:
+    """One record may eject two endpoints: the failing one, then a latency outlier."""
+    t, eps, clock = tracker(4, latency_min_samples=2, success_rate=None)
+    rtts: list[float | None] = [0.01, 0.01, 0.01, 0.1]
+    assert latency_rounds(t, eps, rtts, 2, clock) == []  # eps[3] seen slow at round 1
+    assert fail(t, eps[0], earlier_failures, clock()) == []
+    now = clock.advance(1.0)
+    for ep, rtt in zip(eps, rtts, strict=True):
+        observe_rtt(ep, rtt, now, INSTANT)
+    found = t.record(eps[0], False, now)
+    assert found is not None
+    expected = [(eps[0].address, "consecutive_failures")] if earlier_failures == 4 else []
+    assert [(e.address, e.reason) for e in found if isinstance(e, Ejected)] == [
+        *expected,
+        (eps[3].address, "latency"),
+    ]
