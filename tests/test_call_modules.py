@@ -479,6 +479,40 @@ def test_a_call_whose_deadline_is_gone_fails_before_admission(clock) -> None:
     assert (rule.log, handler.sent) == ([], [])
 
 
+def test_a_deadline_exactly_at_timeout_total_is_the_clients_own_and_is_enforced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the inherited deadline is no earlier than ``Timeout.total``'s, the timeout is the
+    client's own (so it is named, and counts as evidence); a call starting exactly at its
+    deadline fails at once, before admission."""
+    with contextlib.ExitStack() as scopes:
+        monkeypatch.setattr(time, "monotonic", lambda: 1000.0)
+        scopes.enter_context(meshclient.deadline_scope(2.0))  # ends at exactly 1002.0
+        monkeypatch.undo()
+        clock = FakeClock(1000.0)
+
+        def slow(request: httpx.Request) -> httpx.Response:
+            clock.advance(2.0)
+            raise httpx.ReadTimeout("slow", request=request)
+
+        policy = meshclient.Policy(timeout=2.0, retry=None)
+        with (
+            httpx.Client(transport=transport(slow, clock, policy=policy)) as http,
+            pytest.raises(meshclient.DeadlineExceeded) as info,
+        ):
+            http.get("http://users/")
+        assert str(info.value) == "deadline of 2.0s exceeded after 1 attempt(s) to service 'users'"
+
+        assert clock() == 1002.0
+        handler, rule = Recorder(), Rule()
+        with (
+            httpx.Client(transport=transport(handler, clock, policy=policy, bulkhead=rule)) as http,
+            pytest.raises(meshclient.DeadlineExceeded, match=r"inherited .* after 0 attempt"),
+        ):
+            http.get("http://users/")
+        assert (rule.log, handler.sent) == ([], [])
+
+
 # -- call telemetry --------------------------------------------------------------------------
 
 
