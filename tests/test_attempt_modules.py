@@ -177,6 +177,25 @@ def test_a_retry_gets_only_the_time_the_call_has_left(clock: FakeClock) -> None:
     assert seen.seen == [(0.75, "attempt", "750"), (0.5, "total", "500")]
 
 
+def test_a_deadline_already_gone_is_announced_as_no_time_left(clock: FakeClock) -> None:
+    """The header never promises negative time, even when a module moved the deadline."""
+
+    class Tighten(AttemptModule):
+        role = "tighten"
+
+        def on_attempt(self, attempt: Attempt) -> None:
+            attempt.call.deadline = attempt.started - 0.5
+
+    stack, seen = seen_stack()
+    stack = stack.insert_before("attempt_timeout", Tighten())
+    policy = meshclient.Policy(timeout=1.0, retry=None)
+    with httpx.Client(
+        transport=mesh(lambda r: httpx.Response(200), clock, policy=policy, stack=stack)
+    ) as http:
+        call(http)
+    assert seen.seen == [(-0.5, "total", "0")]
+
+
 def test_no_header_when_the_client_sends_none(clock: FakeClock) -> None:
     sent: list[httpx.Headers] = []
 
