@@ -220,47 +220,34 @@ def clock() -> FakeClock:
     return FakeClock(100.0)
 
 
-@pytest.fixture
-def inherited() -> Iterator[FakeClock]:
-    """A fake clock inside a ``deadline_scope(1.0)``: the inherited deadline is in
-    ``time.monotonic()`` seconds, so the fake clock starts at (just after) the scope's now."""
-    with meshclient.deadline_scope(1.0):
-        yield FakeClock(time.monotonic())
-
-
+@pytest.mark.parametrize(("ending", "streak"), [(httpx.ReadTimeout, 0), (httpx.ReadError, 1)])
 def test_an_inherited_deadline_bounds_the_attempt_and_its_timeout_is_not_the_endpoints_fault(
-    inherited: FakeClock,
+    ending: type[Exception], streak: int
 ) -> None:
     """The caller's caller chose a budget: an attempt it cuts off says nothing about the
     endpoint; any other failure within that budget still counts against it."""
-    clock = inherited
     stack, seen = seen_stack()
-    endings: list[type[Exception]] = [httpx.ReadTimeout, httpx.ReadError]
+    with meshclient.deadline_scope(1.0):
+        # The inherited deadline is in time.monotonic() seconds: start the fake clock there.
+        clock = FakeClock(time.monotonic())
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        ending = endings.pop(0)
-        if ending is httpx.ReadTimeout:
-            clock.advance(1.5)  # past the inherited deadline
-        raise ending("cut off", request=request)
+        def handler(request: httpx.Request) -> httpx.Response:
+            if ending is httpx.ReadTimeout:
+                clock.advance(1.5)  # past the inherited deadline
+            raise ending("cut off", request=request)
 
-    policy = meshclient.Policy(timeout=meshclient.Timeout(attempt=5.0), retry=None)
-    transport = mesh(handler, clock, (A,), policy=policy, stack=stack)
-    with httpx.Client(transport=transport) as http:
-        with pytest.raises(meshclient.DeadlineExceeded):
-            http.get("http://users/")
-        assert endpoint(transport, A)["health"]["consecutive_failures"] == 0
+        policy = meshclient.Policy(timeout=meshclient.Timeout(attempt=5.0), retry=None)
+        transport = mesh(handler, clock, (A,), policy=policy, stack=stack)
+        with httpx.Client(transport=transport) as http:
+            with pytest.raises(meshclient.DeadlineExceeded if streak == 0 else ending):
+                http.get("http://users/")
+            assert endpoint(transport, A)["health"]["consecutive_failures"] == streak
     ((left, bound_by, header),) = seen.seen
     assert bound_by == "inherited"
     assert left is not None
     assert 0.9 < left <= 1.0
     assert header is not None
     assert 900 <= int(header) <= 1000
-
-    with meshclient.deadline_scope(1.0), httpx.Client(transport=transport) as http:
-        clock.set(time.monotonic())
-        with pytest.raises(httpx.ReadError):
-            http.get("http://users/")
-        assert endpoint(transport, A)["health"]["consecutive_failures"] == 1
 
 
 def test_health_counts_an_endpoints_own_failures_only(clock: FakeClock) -> None:
@@ -410,6 +397,40 @@ def test_a_probe_without_an_outcome_lets_the_next_call_probe(clock: FakeClock) -
         assert [call(http) for _ in range(3)] == [KeyboardInterrupt, httpx.PoolTimeout, 200]
     assert served == [A, A, A]
     assert EndpointReadmitted("users", A) in events
+
+
+def test_one_probe_at_a_time_even_when_another_attempt_to_the_endpoint_is_cut_off(
+    clock: FakeClock,
+) -> None:
+    """Only a probe's own ending frees the probe slot: an ordinary attempt to the endpoint
+    (here in panic mode, the only endpoint) that its caller abandons leaves the probe in
+    flight the only one."""
+    in_flight: list[bool] = []
+    script: list[Any] = [500]
+
+    def probe_in_flight() -> bool:
+        (entry,) = transport.snapshot()["services"]["users"]["health"]["out_of_rotation"]
+        return bool(entry["probe_in_flight"])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        ending = script.pop(0) if script else 200
+        if ending == "probe":  # the probe: meanwhile another call's attempt is cut off
+            script.append(KeyboardInterrupt)
+            assert call(http) is KeyboardInterrupt
+            in_flight.append(probe_in_flight())
+            return httpx.Response(200)
+        if ending is KeyboardInterrupt:
+            raise KeyboardInterrupt
+        return httpx.Response(ending)
+
+    outlier = ejecting(consecutive_failures=1, max_ejected_share=1.0)
+    transport = mesh(handler, clock, (A,), outlier=outlier)
+    with httpx.Client(transport=transport) as http:
+        assert call(http) == 500  # ejected; the only endpoint, so still picked (panic)
+        clock.advance(1.0)
+        script.append("probe")
+        assert call(http) == 200
+    assert in_flight == [True]
 
 
 def test_a_probe_due_to_an_endpoint_this_call_failed_on_waits_for_the_next_call(
