@@ -334,3 +334,83 @@ def test_a_module_whose_close_raises_is_logged_and_the_others_still_close(
     )
     assert record.exc_info is not None
     assert "bug in close" in str(record.exc_info[1])
+
+
+# -- what a module is built with -------------------------------------------------------------
+
+
+class Watching(CallModule):
+    """Records the ``ServiceContext`` it is built with; subscribes to endpoint sets only on
+    its first call, after discovery delivered (as a lazily set-up module would)."""
+
+    role = "watching"
+
+    def __init__(self, seen: dict[str, Any]) -> None:
+        self.seen = seen
+
+    def build(self, service: Any) -> CallModule:
+        self.seen[service.name] = service
+        return Subscriber(service, self.seen.setdefault("sets", []))
+
+
+class Subscriber(CallModule):
+    role = "watching"
+
+    def __init__(self, service: Any, sets: list[tuple[str, list[str]]]) -> None:
+        self.service = service
+        self.sets = sets
+        self.subscribed = False
+
+    def on_call(self, call: Any) -> None:
+        if not self.subscribed:
+            self.subscribed = True
+            self.service.on_endpoints(
+                lambda endpoints: self.sets.append(
+                    (self.service.name, [e.address for e in endpoints])
+                )
+            )
+
+
+def test_a_module_sees_its_service_and_endpoint_sets_now_and_on_each_change() -> None:
+    """``ServiceContext``: name, pass-through flag, the client's clock and rng, the deadline
+    header (mesh services only); ``on_endpoints`` delivers the current set at once, then each
+    new one; ``version`` changes with ``available``."""
+    clock = FakeClock(100.0)
+    registry = Manual()
+    seen: dict[str, Any] = {}
+    stack = meshclient.DEFAULT_STACK.insert_before("fallback", Watching(seen))
+    rng = random.Random(3)
+    mesh = meshclient.MeshTransport(
+        {"users": meshclient.Service(registry)},
+        transport=httpx.MockTransport(Bottom(clock)),
+        stack=stack,
+        clock=clock,
+        rng=rng,
+    )
+    users = seen["users"]
+    assert (users.name, users.passthrough, users.deadline_header) == (
+        "users",
+        False,
+        b"x-meshclient-timeout-ms",
+    )
+    assert users.clock is clock
+    assert users.rng is rng
+    assert users.endpoints == users.available == ()
+    registry.publish(A, B)
+    first = users.version
+    assert [e.address for e in users.endpoints] == [A, B]
+    assert users.available == users.endpoints
+    with httpx.Client(transport=mesh) as http:
+        http.get("http://users/")
+        assert seen["sets"] == [("users", [A, B])]
+        registry.publish(B, C)
+        assert users.version != first
+        assert [e.address for e in users.available] == [B, C]
+        http.get("http://example.com/")
+        host = seen["example.com"]
+        assert (host.name, host.passthrough, host.deadline_header) == ("example.com", True, None)
+    assert seen["sets"] == [
+        ("users", [A, B]),
+        ("users", [B, C]),
+        ("example.com", ["example.com:80"]),
+    ]

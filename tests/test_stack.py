@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import types
+from typing import Any
 
 import anyio
 import httpx
@@ -252,3 +253,47 @@ def test_admission_rules_run_per_call_and_only_those_with_a_snapshot_show_in_it(
     assert "plain" not in described
     assert "quiet" not in described
     assert calls == ["admit", "release", "admit", "release"]
+
+
+def test_an_admission_factory_builds_one_rule_per_service_or_leaves_it_out() -> None:
+    built: dict[str, Counted] = {}
+
+    def per_service(service: Any) -> Counted | None:
+        if service.name == "orders":
+            return None
+        return built.setdefault(service.name, Counted())
+
+    stack = meshclient.DEFAULT_STACK.insert_after("bulkhead", AdmissionModule("quota", per_service))
+    transport = httpx.MockTransport(lambda request: httpx.Response(200))
+    services = {"users": ["127.0.0.1:9"], "billing": ["127.0.0.1:9"], "orders": ["127.0.0.1:9"]}
+    with meshclient.Client(services=services, stack=stack, transport=transport) as client:
+        client.get("http://users/")
+        client.get("http://users/")
+        client.get("http://billing/")
+        client.get("http://orders/")
+        described = client.snapshot()["services"]
+    assert described["users"]["quota"] == {"admitted": 2, "released": 2}
+    assert described["billing"]["quota"] == {"admitted": 1, "released": 1}
+    assert "quota" not in described["orders"]
+
+
+class AdmitOnly:
+    def admit(self, call: object) -> None:
+        return None
+
+
+class ReleaseOnly:
+    def release(self, call: object) -> None:
+        return None
+
+
+@pytest.mark.parametrize("half", [AdmitOnly(), ReleaseOnly()], ids=["admit", "release"])
+def test_an_admission_rule_needs_both_admit_and_release(half: object) -> None:
+    """Half a rule is refused when the module is made, and when a factory returns one."""
+    with pytest.raises(TypeError, match=r"must be an Admission \(with admit and release\)"):
+        AdmissionModule("half", half)  # type: ignore[arg-type]
+    stack = meshclient.DEFAULT_STACK.insert_after(
+        "bulkhead", AdmissionModule("half", lambda service: half)
+    )
+    with pytest.raises(TypeError, match=r"factory returned .* which has no admit and release"):
+        meshclient.Client(services={"users": ["127.0.0.1:9"]}, stack=stack)
