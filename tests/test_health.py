@@ -1008,3 +1008,17 @@ def test_a_failure_reports_its_own_ejection_then_the_latency_checks(earlier_fail
         *expected,
         (eps[3].address, "latency"),
     ]
+
+
+def test_only_the_probe_decides_for_an_endpoint_out_of_rotation() -> None:
+    """Outcomes of attempts sent before the ejection are not the probe, and a probe outcome
+    for an endpoint whose ejection has not ended yet is not one either."""
+    t, eps, _ = tracker(4, ejection_jitter=0.0)
+    assert t.record(eps[0], False, 0.0) is None  # a failure that ejects nothing reports nothing
+    fail(t, eps[0], 4, 0.0)
+    assert t.record(eps[0], True, 1.0, probe=True) is None  # still ejected: no probe was out
+    assert t.probe_candidate(5.0) is eps[0]
+    assert t.record(eps[0], True, 5.0) is None
+    assert t.record(eps[0], False, 5.0) is None
+    assert t.endpoint_snapshot(eps[0])["state"] == "probing"
+    assert t.record(eps[0], True, 5.0, probe=True) == (Readmitted(eps[0].address, 5.0),)
