@@ -463,3 +463,437 @@ def test_a_tenacity_wait_strategy_runs_on_each_calls_own_state(clock) -> None:
 def test_retry_wait_must_be_a_strategy() -> None:
     with pytest.raises(TypeError, match=r"Retry\.wait must be a tenacity wait strategy"):
         meshclient.Retry(wait=0.5)  # type: ignore[arg-type]
+
+
+# -- what callers and modules are told -------------------------------------------------------
+
+
+class CallEnds(CallModule):
+    """Keeps every call it saw end, to read the fields the engine promises modules."""
+
+    role = "call_ends"
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+
+    def on_call_end(self, call: Call) -> None:
+        self.calls.append(call)
+
+
+class Outcomes(AttemptModule):
+    """What each attempt looked like to ``on_outcome`` and ``on_attempt_end``."""
+
+    role = "outcomes"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int | None, str | None, bool]] = []
+        self.ended: list[tuple[int, bool]] = []
+        self.deadlines: list[float | None] = []
+
+    def on_attempt(self, attempt: Attempt) -> None:
+        self.deadlines.append(attempt.deadline)
+
+    def on_outcome(self, attempt: Attempt) -> None:
+        error = attempt.error
+        name = None if error is None else type(error).__name__
+        self.seen.append((attempt.number, attempt.status, name, attempt.timed_out))
+
+    def on_attempt_end(self, attempt: Attempt) -> None:
+        self.ended.append((attempt.number, attempt.cancelled))
+
+
+def watched(ends: CallEnds, outcomes: Outcomes) -> meshclient.Stack:
+    """The default stack, ``ends`` outermost and ``outcomes`` innermost."""
+    return meshclient.DEFAULT_STACK.insert_before("fallback", ends).insert_after(
+        "attempt_timeout", outcomes
+    )
+
+
+def test_deadline_exceeded_names_the_deadline_the_attempts_the_endpoints_and_the_time(
+    clock,
+) -> None:
+    """What a caller needs to see why ``Timeout.total`` ran out; an attempt cut off exactly at
+    the deadline is a timeout of the mesh (``>=``, not ``>``)."""
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.netloc.decode())
+        if len(sent) == 1:
+            clock.advance(0.4)
+            return httpx.Response(503)
+        clock.set(101.0)  # exactly the call's deadline: started at 100 with 1 s in total
+        raise httpx.ReadTimeout("slow", request=request)
+
+    ends, outcomes = CallEnds(), Outcomes()
+    policy = meshclient.Policy(timeout=meshclient.Timeout(total=1.0), retry=FAST_RETRY)
+    with (
+        client(handler, clock, stack=watched(ends, outcomes), policy=policy) as http,
+        pytest.raises(meshclient.DeadlineExceeded) as info,
+    ):
+        http.get("http://users/path")
+    error = info.value
+    assert str(error) == "deadline of 1.0s exceeded after 2 attempt(s) to service 'users'"
+    assert error.attempts == 2
+    assert error.endpoints == tuple(sent)
+    assert len(set(sent)) == 2
+    assert error.elapsed == pytest.approx(1.0)
+    assert isinstance(error.__cause__, httpx.ReadTimeout)
+    assert outcomes.deadlines == [101.0, 101.0]
+    assert outcomes.seen == [(1, 503, None, False), (2, None, "DeadlineExceeded", True)]
+    (call,) = ends.calls
+    assert (call.outcome, call.error) == ("error", error)
+
+
+def test_a_failed_attempt_is_retried_and_only_its_own_bound_makes_it_timed_out(clock) -> None:
+    """Network errors and timeouts are retried like 5xx; ``timed_out`` (what health and
+    telemetry read) is set only when the attempt's deadline cut it off: not for a network
+    error that came late, nor for a timeout of the bottom's own before that deadline."""
+    script = [
+        (0.0, httpx.ConnectError("refused")),
+        (2.0, httpx.ReadError("reset")),  # past the 1 s bound, but not a timeout
+        (0.5, httpx.ReadTimeout("the bottom's own read timeout")),  # before the bound
+        (1.0, httpx.ReadTimeout("cut off")),  # exactly at the bound
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        took, error = script.pop(0)
+        clock.advance(took)
+        raise error
+
+    ends, outcomes = CallEnds(), Outcomes()
+    retry = meshclient.Retry(attempts=4, backoff=0.0, max_backoff=0.0)
+    policy = meshclient.Policy(timeout=meshclient.Timeout(attempt=1.0), retry=retry)
+    with (
+        client(handler, clock, stack=watched(ends, outcomes), policy=policy) as http,
+        pytest.raises(httpx.ReadTimeout, match="cut off"),
+    ):
+        http.get("http://users/")
+    assert outcomes.seen == [
+        (1, None, "ConnectError", False),
+        (2, None, "ReadError", False),
+        (3, None, "ReadTimeout", False),
+        (4, None, "ReadTimeout", True),
+    ]
+    assert ends.calls[0].error is not None
+    assert str(ends.calls[0].error) == "cut off"
+
+
+def test_a_call_without_any_timeout_retries_a_timeout_of_the_bottom(clock) -> None:
+    """No deadline at all: a timeout the bottom reports is an ordinary failed attempt."""
+    answers: list[Any] = [httpx.ReadTimeout("slow"), httpx.Response(200)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    ends, outcomes = CallEnds(), Outcomes()
+    policy = meshclient.Policy(timeout=None, retry=FAST_RETRY)
+    with client(handler, clock, stack=watched(ends, outcomes), policy=policy) as http:
+        assert http.get("http://users/").status_code == 200
+    assert outcomes.seen == [(1, None, "ReadTimeout", False), (2, 200, None, False)]
+    assert (ends.calls[0].outcome, ends.calls[0].status) == ("success", 200)
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(500, "server_error"), (499, "success")])
+def test_a_call_answered_by_a_module_ends_with_that_status(clock, status, outcome) -> None:
+    """A cache or stub answering a call: modules see its status, and a 5xx as a server error."""
+    ends = CallEnds()
+    stub = RecordCall("stub", Log(), step=httpx.Response(status, text="stubbed"))
+    stack = meshclient.DEFAULT_STACK.insert_before("fallback", ends).insert_after("deadline", stub)
+    with client(ok, clock, stack=stack) as http:
+        assert http.get("http://users/").status_code == status
+    (call,) = ends.calls
+    assert (call.status, call.outcome, call.attempts, call.error) == (status, outcome, 0, None)
+
+
+def test_a_refused_call_is_rejected_with_the_refusers_error(clock) -> None:
+    """The modules that let a call in see why it ended: rejected, with the refuser's error, and
+    no evidence about the service."""
+    refusal = meshclient.MeshError("no room")
+
+    class Refuse(CallModule):
+        role = "refuse"
+
+        def on_call(self, call: Call) -> None:
+            raise refusal
+
+    ends = CallEnds()
+    stack = meshclient.DEFAULT_STACK.insert_before("fallback", ends).insert_after(
+        "deadline", Refuse()
+    )
+    with client(ok, clock, stack=stack) as http, pytest.raises(meshclient.MeshError) as info:
+        http.get("http://users/")
+    assert info.value is refusal
+    (call,) = ends.calls
+    assert (call.rejected, call.error, call.outcome, call.evidence) == (
+        True,
+        refusal,
+        "error",
+        False,
+    )
+
+
+def test_a_caller_interrupted_while_queued_ends_the_call_as_cancelled(clock) -> None:
+    """``KeyboardInterrupt`` in a module's ``Wait`` (a queue): the caller gets it back, and
+    the modules that let the call in end it as cancelled, not as rejected or failed."""
+
+    class Queue:
+        def wait(self, timeout: float | None) -> None:
+            raise KeyboardInterrupt
+
+        async def wait_async(self, timeout: float | None) -> None:
+            raise AssertionError("a sync client waits synchronously")
+
+    class Queued(CallModule):
+        role = "queued"
+
+        def on_call(self, call: Call) -> Queue:
+            return Queue()
+
+    ends = CallEnds()
+    stack = meshclient.DEFAULT_STACK.insert_before("fallback", ends).insert_after(
+        "bulkhead", Queued()
+    )
+    with client(ok, clock, stack=stack) as http, pytest.raises(KeyboardInterrupt):
+        http.get("http://users/")
+    (call,) = ends.calls
+    assert (call.outcome, call.rejected, call.error, call.evidence) == (
+        "cancelled",
+        False,
+        None,
+        False,
+    )
+
+
+def test_an_attempt_the_caller_walked_away_from_is_cancelled(clock) -> None:
+    """``attempt.cancelled`` tells end phases (telemetry, hooks) the caller went away."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise KeyboardInterrupt
+
+    ends, outcomes = CallEnds(), Outcomes()
+    with (
+        client(handler, clock, stack=watched(ends, outcomes)) as http,
+        pytest.raises(KeyboardInterrupt),
+    ):
+        http.get("http://users/")
+    assert outcomes.ended == [(1, True)]
+    assert outcomes.seen == []  # no outcome: it says nothing about the endpoint
+    assert ends.calls[0].outcome == "cancelled"
+
+
+def test_no_endpoints_error_says_why_and_what_was_tried(clock) -> None:
+    """The registry emptied during the call: the error names the service and its discovery,
+    and carries the attempts made, the endpoints tried and the time spent."""
+    feeds: list[Any] = []
+
+    class Dwindling(meshclient.Discovery):
+        def start(self, updates: Any) -> None:
+            feeds.append(updates)
+            updates([meshclient.Endpoint("127.0.0.1", port) for port in (8001, 8002)])
+
+        def close(self) -> None:
+            pass
+
+        def describe(self) -> str:
+            return "test registry"
+
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.netloc.decode())
+        clock.advance(0.25)
+        feeds[0](())  # the registry lists none from now on
+        return httpx.Response(503)
+
+    ends = CallEnds()
+    services = {"users": meshclient.Service(Dwindling())}
+    retry = meshclient.Retry(attempts=3, backoff=0.0, max_backoff=0.0)
+    with (
+        client(
+            handler,
+            clock,
+            services=services,
+            stack=meshclient.DEFAULT_STACK.insert_before("fallback", ends),
+            policy=meshclient.Policy(retry=retry),
+        ) as http,
+        pytest.raises(meshclient.NoEndpointsError) as info,
+    ):
+        http.get("http://users/x")
+    error = info.value
+    assert (
+        str(error) == "service 'users' has no endpoints: its discovery (test registry) lists none"
+    )
+    assert (error.attempts, error.endpoints) == (1, tuple(sent))
+    assert error.elapsed == pytest.approx(0.25)
+    (call,) = ends.calls
+    assert (call.error, call.outcome) == (error, "error")
+
+
+def test_ready_wait_is_what_the_deadline_leaves_and_never_negative(clock) -> None:
+    """How long a call waits for a discovery's first set: the deadline's time left, 0 once it
+    passed (never a negative or made-up wait), the service's ``ready_timeout`` without one."""
+    waits: list[float] = []
+
+    class Queued(CallModule):
+        role = "queued"
+
+        def on_call(self, call: Call) -> None:
+            waits.append(call.ready_wait())
+            clock.advance(1.5)
+            waits.append(call.ready_wait())
+            clock.advance(1.0)
+            waits.append(call.ready_wait())
+
+    stack = meshclient.DEFAULT_STACK.insert_after("deadline", Queued())
+    policy = meshclient.Policy(timeout=2.0)
+    with (
+        client(ok, clock, stack=stack, policy=policy, ready_timeout=7.0) as http,
+        pytest.raises(meshclient.DeadlineExceeded, match="after 0 attempt"),
+    ):
+        http.get("http://users/")
+    assert waits == [pytest.approx(2.0), pytest.approx(0.5), 0.0]
+    waits.clear()
+    with client(ok, clock, stack=stack, policy=meshclient.Policy(timeout=None)) as http:
+        http.get("http://users/")
+    assert waits[0] == 5.0  # the default ready_timeout
+
+
+def test_an_attempts_repr_names_its_number_call_and_endpoint(clock) -> None:
+    seen: list[str] = []
+
+    class Reprs(AttemptModule):
+        def __init__(self, role: str) -> None:
+            self.role = role
+
+        def on_attempt(self, attempt: Attempt) -> None:
+            seen.append(repr(attempt))
+
+    stack = meshclient.DEFAULT_STACK.insert_before("balancer", Reprs("before")).insert_after(
+        "balancer", Reprs("after")
+    )
+    with client(ok, clock, stack=stack) as http:
+        http.get("http://users/")
+    call = "<Call GET users attempts=0 outcome=None>"
+    assert seen[0] == f"<Attempt 1 of {call} to None>"
+    assert seen[1] in {f"<Attempt 1 of {call} to {address}>" for address in ENDPOINTS}
+
+
+def test_attempt_header_finds_a_response_header_in_any_case(clock) -> None:
+    """``attempt.header(name)``: the first header of that name, whatever its case, decoded as
+    latin-1 (HTTP's header charset); ``None`` when there is none."""
+    found: list[tuple[str | None, ...]] = []
+
+    class Reads(AttemptModule):
+        role = "reads"
+
+        def on_outcome(self, attempt: Attempt) -> None:
+            found.append((attempt.header("X-Shard"), attempt.header("x-missing")))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, headers=[(b"content-type", b"text/plain"), (b"X-SHARD", b"caf\xe9")]
+        )
+
+    stack = meshclient.DEFAULT_STACK.insert_after("attempt_timeout", Reads())
+    with client(handler, clock, stack=stack) as http:
+        http.get("http://users/")
+    assert found == [("caf\xe9", None)]
+
+
+def test_a_request_without_any_header_gets_the_deadline_header(clock) -> None:
+    """A hand-built request with no header at all (not even ``Host``) still goes out, with the
+    time it has left."""
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["x-meshclient-timeout-ms"])
+        return httpx.Response(200)
+
+    transport = meshclient.MeshTransport(
+        {"users": list(ENDPOINTS)},
+        policy=meshclient.Policy(timeout=1.0),
+        transport=httpx.MockTransport(handler),
+        clock=clock,
+    )
+    request = httpx.Request("GET", "http://users/")
+    del request.headers["host"]
+    assert request.headers.raw == []
+    with transport:
+        response = transport.handle_request(request)
+        response.close()
+    assert response.status_code == 200
+    assert sent == ["1000"]
+
+
+def test_an_endpoint_waits_since_its_oldest_unanswered_attempt(clock) -> None:
+    """``EndpointState.waiting_since`` (PeakEwma's floor: an attempt unanswered for t seconds
+    says the endpoint takes at least t now): an answered attempt stops counting even while its
+    body is still open, and one answered behind an older unanswered attempt leaves that
+    attempt's time in place. Calls made while another waits are nested in its bottom here,
+    to stay on one thread."""
+    since: list[float | None] = []
+
+    class Since(AttemptModule):
+        role = "since"
+
+        def on_attempt(self, attempt: Attempt) -> None:
+            assert attempt.endpoint is not None
+            since.append(attempt.endpoint.waiting_since)
+
+    http: httpx.Client
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        clock.advance(1.0)
+        if path == "/b":  # sent at 101: still unanswered while /c and /d go and come back
+            assert http.get("http://users/c").status_code == 200
+            clock.advance(1.0)
+            assert http.get("http://users/d").status_code == 200
+        return httpx.Response(200, stream=httpx.ByteStream(b"body"))  # read when asked for
+
+    services = {"users": meshclient.Service([ENDPOINTS[0]])}
+    stack = meshclient.DEFAULT_STACK.insert_after("attempt_timeout", Since())
+    with client(handler, clock, stack=stack, services=services) as http:
+        streamed = http.send(http.build_request("GET", "http://users/a"), stream=True)
+        try:  # /a is answered, its body left unread
+            assert http.get("http://users/b").status_code == 200
+            assert http.get("http://users/e").status_code == 200
+        finally:
+            streamed.close()
+    #        /a    /b (a answered)  /c (b waits)  /d (c answered behind b)  /e (all answered)
+    assert since == [None, None, 101.0, 101.0, None]
+
+
+def test_the_engines_own_errors_carry_the_request(clock) -> None:
+    """``DeadlineExceeded`` and ``NoEndpointsError`` name the caller's request themselves, not
+    only when an ``httpx.Client`` around the transport fills it in."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        clock.advance(2.0)
+        raise httpx.ReadTimeout("slow", request=request)
+
+    class Empty(meshclient.Discovery):
+        def start(self, updates: Any) -> None:
+            updates(())
+
+        def close(self) -> None:
+            pass
+
+    transport = meshclient.MeshTransport(
+        {"users": list(ENDPOINTS), "orders": meshclient.Service(Empty())},
+        policy=meshclient.Policy(timeout=1.0),
+        transport=httpx.MockTransport(handler),
+        clock=clock,
+    )
+    with transport:
+        for url, error in [
+            ("http://users/", meshclient.DeadlineExceeded),
+            ("http://orders/", meshclient.NoEndpointsError),
+        ]:
+            request = httpx.Request("GET", url)
+            with pytest.raises(error) as info:
+                transport.handle_request(request)
+            assert info.value.request is request
