@@ -35,6 +35,11 @@ NO_RETRY = meshclient.Policy(retry=None)
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(100.0)
+
+
 def mesh(
     handler: Handler,
     clock: FakeClock,
@@ -197,6 +202,7 @@ def test_a_deadline_already_gone_is_announced_as_no_time_left(clock: FakeClock) 
 
 
 def test_no_header_when_the_client_sends_none(clock: FakeClock) -> None:
+    """``deadline_header=None``: the deadline still bounds the attempt, nothing announces it."""
     sent: list[httpx.Headers] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -213,11 +219,6 @@ def test_no_header_when_the_client_sends_none(clock: FakeClock) -> None:
     with httpx.Client(transport=transport) as http:
         http.get("http://users/")
     assert HEADER not in sent[0]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(100.0)
 
 
 @pytest.mark.parametrize(("ending", "streak"), [(httpx.ReadTimeout, 0), (httpx.ReadError, 1)])
