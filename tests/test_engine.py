@@ -596,16 +596,66 @@ def test_a_call_without_any_timeout_retries_a_timeout_of_the_bottom(clock) -> No
     assert (ends.calls[0].outcome, ends.calls[0].status) == ("success", 200)
 
 
+@pytest.mark.parametrize("by", ["endpoint", "module"])
 @pytest.mark.parametrize(("status", "outcome"), [(500, "server_error"), (499, "success")])
-def test_a_call_answered_by_a_module_ends_with_that_status(clock, status, outcome) -> None:
-    """A cache or stub answering a call: modules see its status, and a 5xx as a server error."""
+def test_a_call_ends_with_the_status_its_caller_got(clock, by, status, outcome) -> None:
+    """Modules see the status the caller got, and a 5xx as a server error, whether an endpoint
+    answered (its retries spent) or a module did (a cache, a stub)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status)
+
     ends = CallEnds()
-    stub = RecordCall("stub", Log(), step=httpx.Response(status, text="stubbed"))
-    stack = meshclient.DEFAULT_STACK.insert_before("fallback", ends).insert_after("deadline", stub)
-    with client(ok, clock, stack=stack) as http:
+    stack = meshclient.DEFAULT_STACK.insert_before("fallback", ends)
+    if by == "module":
+        stub = RecordCall("stub", Log(), step=httpx.Response(status, text="stubbed"))
+        stack = stack.insert_after("deadline", stub)
+    policy = meshclient.Policy(retry=None)
+    with client(handler, clock, stack=stack, policy=policy) as http:
         assert http.get("http://users/").status_code == status
     (call,) = ends.calls
-    assert (call.status, call.outcome, call.attempts, call.error) == (status, outcome, 0, None)
+    attempts = 1 if by == "endpoint" else 0
+    assert (call.status, call.outcome, call.attempts, call.error) == (
+        status,
+        outcome,
+        attempts,
+        None,
+    )
+
+
+def test_a_module_phase_that_raises_is_logged_and_the_call_goes_on(clock, caplog) -> None:
+    """A bug in a module's ``on_outcome`` or ``retry`` costs no call: it is logged with the
+    phase named and its traceback; a retry phase that raised means no retry."""
+
+    class Broken(CallModule):
+        role = "broken"
+
+        def retry(self, call: Call, attempt: Attempt) -> float | None:
+            raise RuntimeError("bug in retry")
+
+    class BrokenOutcome(AttemptModule):
+        role = "broken_outcome"
+
+        def on_outcome(self, attempt: Attempt) -> None:
+            raise RuntimeError("bug in on_outcome")
+
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(503)
+
+    stack = meshclient.DEFAULT_STACK.insert_after("retry", Broken()).insert_after(
+        "attempt_timeout", BrokenOutcome()
+    )
+    with client(handler, clock, stack=stack) as http:
+        assert http.get("http://users/").status_code == 503
+    assert len(sent) == 1  # the retry module below it would have retried a 503
+    messages = [(r.getMessage(), r.exc_info is not None) for r in caplog.records]
+    assert messages == [
+        (f"meshclient: on_outcome of {BrokenOutcome().on_outcome!r} raised; ignored", True),
+        (f"meshclient: retry phase {Broken().retry!r} raised; no retry", True),
+    ]
 
 
 def test_a_refused_call_is_rejected_with_the_refusers_error(clock) -> None:
