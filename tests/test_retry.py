@@ -272,6 +272,16 @@ def test_budget_rejects_bad_configuration_naming_field_and_value(
     assert str(info.value) == f"RetryBudget.{field} must be {requirement}, got {value!r}"
 
 
+def test_budget_accepts_the_edges_of_its_ranges() -> None:
+    """ratio in [0, 1000] and ttl in [1, 60] are closed ranges, as the messages say."""
+    widest = RetryBudget(ratio=1000, min_per_second=0, ttl=60, clock=FakeClock())
+    assert (widest.ratio, widest.ttl) == (1000.0, 60.0)
+    widest.deposit()
+    assert widest.balance() == 1000.0
+    narrowest = RetryBudget(ratio=0, min_per_second=0, ttl=1, clock=FakeClock())
+    assert (narrowest.ratio, narrowest.ttl) == (0.0, 1.0)
+
+
 def test_budget_repr_shows_configuration_and_state() -> None:
     budget = RetryBudget(clock=FakeClock())
     budget.deposit()
