@@ -8,6 +8,7 @@ retry happens only when it is safe (idempotency, body, Retry-After, deadline, bu
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -184,6 +185,22 @@ def test_a_cancelled_call_is_no_failure_for_the_breaker(clock) -> None:
     assert len(handler.sent) == 3
 
 
+def test_a_breaker_of_its_own_kind_is_used_as_an_admission_rule(clock) -> None:
+    """``Service.breaker`` may be any admission rule, not only a ``CircuitBreaker``: it admits
+    and releases every call, and its snapshot shows under 'breaker'."""
+
+    class Breaker(Rule):
+        def snapshot(self) -> dict[str, Any]:
+            return {"calls": self.log.count("admit")}
+
+    breaker = Breaker()
+    mesh = transport(Recorder(), clock, breaker=breaker)
+    with httpx.Client(transport=mesh) as http:
+        assert http.get("http://users/").status_code == 200
+        assert mesh.snapshot()["services"]["users"]["breaker"] == {"calls": 1}
+    assert breaker.log == ["admit", "release:success"]
+
+
 # -- retry: when a request may be sent again ---------------------------------------------------
 
 
@@ -267,6 +284,30 @@ def test_retry_after_sets_the_wait_within_max_retry_after(
     assert len(handler.sent) == sends
     assert status == (200 if sends == 2 else answer.status_code)
     assert clock() - before == pytest.approx(waited)
+
+
+def test_a_retry_after_date_is_a_wait_from_now_on_the_wall_clock(monkeypatch, clock) -> None:
+    """An HTTP-date ``Retry-After`` counts from the wall clock (``time.time``) now."""
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.0)  # 2023-11-14 22:13:20 UTC
+    handler = Recorder(retry_after(503, "Tue, 14 Nov 2023 22:13:23 GMT"))
+    with httpx.Client(transport=transport(handler, clock)) as http:
+        assert http.get("http://users/").status_code == 200
+    assert len(handler.sent) == 2
+    assert clock() == 103.0
+
+
+def test_without_a_retry_policy_each_request_is_sent_once_quietly(clock, caplog) -> None:
+    """``Policy(retry=None)``: a failed attempt is the answer; nothing is logged about it."""
+    for answer in (503, httpx.ConnectError("refused")):
+        handler = Recorder(answer)
+        policy = meshclient.Policy(retry=None)
+        with (
+            httpx.Client(transport=transport(handler, clock, policy=policy)) as http,
+            contextlib.suppress(httpx.ConnectError),
+        ):
+            http.get("http://users/")
+        assert len(handler.sent) == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 @pytest.mark.parametrize(("took", "sends"), [(0.5, 1), (0.6, 1), (0.4, 2)])
