@@ -10,7 +10,7 @@ import threading
 
 import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from meshclient._balance import observe_rtt
@@ -861,6 +861,8 @@ def test_a_full_window_admitted_forgives_a_single_ejection_entirely() -> None:
     idle=st.sampled_from([0.0, 3.0, 28.5, 33.0]),
     start=st.sampled_from([0.0, 7.5, 100.0]),
 )
+# A snapshot exactly at the edge of the bucket that pushes the first outcome out.
+@example(steps=[(0.0, False), (29.5, True), (0.5, True)], idle=3.0, start=0.0)
 def test_the_window_holds_the_current_bucket_and_ten_before_it(
     steps: list[tuple[float, bool]], idle: float, start: float
 ) -> None:
