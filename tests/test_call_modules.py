@@ -49,18 +49,75 @@ def transport(
     policy: meshclient.Policy | None = None,
     stack: meshclient.Stack | None = None,
     events: list[Event] | None = None,
+    tracer: Tracer | None = None,
     **service: Any,
 ) -> meshclient.MeshTransport:
-    """The mesh over ``handler`` (no sockets), on virtual time; hooks append to ``events``."""
+    """The mesh over ``handler`` (no sockets), on virtual time; hooks append to ``events``,
+    spans go to ``tracer``."""
     return meshclient.MeshTransport(
         {"users": meshclient.Service(list(ENDPOINTS), **service)},
         policy=policy if policy is not None else meshclient.Policy(retry=NO_BACKOFF),
         stack=stack,
         transport=httpx.MockTransport(handler),
-        telemetry=meshclient.Telemetry(hooks=[] if events is None else [events.append]),
+        telemetry=meshclient.Telemetry(
+            hooks=[] if events is None else [events.append], tracer_provider=tracer
+        ),
         clock=clock,
         rng=random.Random(7),
     )
+
+
+class Span(trace.NonRecordingSpan):
+    """A span that keeps its kind, parent, attributes and events (the API alone, no SDK)."""
+
+    def __init__(
+        self, span_id: int, kind: trace.SpanKind, parent: trace.Span, attributes: Any
+    ) -> None:
+        super().__init__(
+            trace.SpanContext(1, span_id, is_remote=False, trace_flags=trace.TraceFlags(1))
+        )
+        self.kind = kind
+        self.parent = parent
+        self.attributes = dict(attributes or {})
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.ended = False
+
+    def is_recording(self) -> bool:
+        return not self.ended
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = value
+
+    def set_attributes(self, attributes: Any) -> None:
+        self.attributes.update(attributes)
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
+        self.events.append((name, dict(attributes or {})))
+
+    def end(self, end_time: int | None = None) -> None:
+        self.ended = True
+
+
+class Tracer(trace.Tracer, trace.TracerProvider):
+    """A tracer (and its own provider) keeping every span it started, in order."""
+
+    def __init__(self) -> None:
+        self.spans: list[Span] = []
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return self
+
+    def start_span(  # type: ignore[override]
+        self, name: str, context: Any = None, kind: Any = trace.SpanKind.INTERNAL,
+        attributes: Any = None, *args: Any, **kwargs: Any,
+    ) -> trace.Span:  # fmt: skip
+        parent = trace.get_current_span(context)
+        span = Span(len(self.spans) + 1, kind, parent, attributes)
+        self.spans.append(span)
+        return span
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
 
 
 class Recorder:
@@ -216,7 +273,9 @@ def test_only_a_request_safe_to_repeat_is_resent_after_reaching_a_server(clock) 
         ("GET", {"extensions": {"meshclient.policy": not_idempotent}}, httpx.ReadError("x"), 1),
         ("POST", {}, 503, 1),
         ("POST", {}, httpx.ReadError("x"), 1),
+        ("GET", {}, httpx.ReadError("x"), 2),
         ("POST", {"headers": {"Idempotency-Key": "k1"}}, 503, 2),
+        ("POST", {"headers": {"Idempotency-Key": "k1"}}, httpx.RemoteProtocolError("x"), 2),
         ("POST", {"extensions": {"meshclient.policy": idempotent}}, 503, 2),
         ("POST", {}, httpx.ConnectError("refused"), 2),
         ("POST", {"extensions": {"meshclient.policy": not_idempotent}}, httpx.ConnectError("x"), 2),
@@ -314,8 +373,9 @@ def test_without_a_retry_policy_each_request_is_sent_once_quietly(clock, caplog)
 def test_no_retry_whose_wait_reaches_the_deadline(clock, took, sends) -> None:
     """A retry is only scheduled if it can start before the deadline (1 s here): a wait
     (Retry-After: 0.5) ending exactly at the deadline is refused too, and the last response is
-    returned as it is."""
+    returned as it is; the call's span says why it was not retried."""
     events: list[Event] = []
+    tracer = Tracer()
     sent: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -326,10 +386,16 @@ def test_no_retry_whose_wait_reaches_the_deadline(clock, took, sends) -> None:
         return retry_after(503, "0.5")
 
     policy = meshclient.Policy(timeout=1.0, retry=NO_BACKOFF)
-    with httpx.Client(transport=transport(handler, clock, policy=policy, events=events)) as http:
+    mesh = transport(handler, clock, policy=policy, events=events, tracer=tracer)
+    with httpx.Client(transport=mesh) as http:
         status = http.get("http://users/").status_code
     assert (len(sent), status) == (sends, 503 if sends == 1 else 200)
     assert len([e for e in events if isinstance(e, RetryScheduled)]) == sends - 1
+    stopped = (
+        "meshclient.deadline.exceeded",
+        {"meshclient.attempt": 1, "meshclient.retry.delay": 0.5},
+    )
+    assert (stopped in tracer.spans[0].events) is (sends == 1)
 
 
 def test_every_call_deposits_and_every_retry_withdraws_from_the_budget(clock) -> None:
@@ -555,55 +621,6 @@ def test_a_deadline_exactly_at_timeout_total_is_the_clients_own_and_is_enforced(
 
 
 # -- call telemetry --------------------------------------------------------------------------
-
-
-class Span(trace.NonRecordingSpan):
-    """A span that keeps its name, kind, parent and attributes (the API alone, no SDK)."""
-
-    def __init__(
-        self, span_id: int, kind: trace.SpanKind, parent: trace.Span, attributes: Any
-    ) -> None:
-        super().__init__(
-            trace.SpanContext(1, span_id, is_remote=False, trace_flags=trace.TraceFlags(1))
-        )
-        self.kind = kind
-        self.parent = parent
-        self.attributes = dict(attributes or {})
-        self.ended = False
-
-    def is_recording(self) -> bool:
-        return not self.ended
-
-    def set_attribute(self, key: str, value: Any) -> None:
-        self.attributes[key] = value
-
-    def set_attributes(self, attributes: Any) -> None:
-        self.attributes.update(attributes)
-
-    def end(self, end_time: int | None = None) -> None:
-        self.ended = True
-
-
-class Tracer(trace.Tracer, trace.TracerProvider):
-    """A tracer (and its own provider) keeping every span it started, in order."""
-
-    def __init__(self) -> None:
-        self.spans: list[Span] = []
-
-    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
-        return self
-
-    def start_span(  # type: ignore[override]
-        self, name: str, context: Any = None, kind: Any = trace.SpanKind.INTERNAL,
-        attributes: Any = None, *args: Any, **kwargs: Any,
-    ) -> trace.Span:  # fmt: skip
-        parent = trace.get_current_span(context)
-        span = Span(len(self.spans) + 1, kind, parent, attributes)
-        self.spans.append(span)
-        return span
-
-    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
 
 
 def test_one_span_per_call_with_its_attempts_outcome_and_inherited_deadline() -> None:
