@@ -1024,3 +1024,22 @@ def test_only_the_probe_decides_for_an_endpoint_out_of_rotation() -> None:
     assert t.record(eps[0], False, 5.0) is None
     assert t.endpoint_snapshot(eps[0])["state"] == "probing"
     assert t.record(eps[0], True, 5.0, probe=True) == (Readmitted(eps[0].address, 5.0),)
+
+
+def test_an_outcome_at_a_bucket_edge_opens_the_next_bucket_despite_float_rounding() -> None:
+    """With 0.03 s buckets, 11 * 0.03 / 0.03 < 11 in floats: an outcome at that edge still
+    belongs to bucket 11, so it outlives the outcomes of bucket 10 by one bucket."""
+    clock = FakeClock()
+    t, eps, _ = tracker(
+        1,
+        clock,
+        success_rate_window=0.3,
+        consecutive_failures=None,
+        success_rate=None,
+        latency_factor=None,
+    )
+    width = 0.3 / 10
+    t.record(eps[0], True, 10.5 * width)  # bucket 10
+    t.record(eps[0], True, 11 * width)  # the edge of bucket 11
+    clock.set(21.5 * width)  # bucket 21: bucket 10 has left the window, bucket 11 has not
+    assert t.endpoint_snapshot(eps[0])["window_calls"] == 1
