@@ -129,6 +129,15 @@ def test_estimate_stays_within_the_observed_range_after_the_first_sample(
         assert min(seen) <= ep.rtt <= max(seen)
 
 
+def test_lower_sample_soon_after_the_last_one_still_moves_the_estimate() -> None:
+    """Recovery is gradual, not frozen: half a second later a faster answer already counts."""
+    ep = endpoint(rtt=1.0, at=0.0)
+    observe_rtt(ep, 0.1, now=0.5, decay=DECAY)
+    w = math.exp(-0.5 / DECAY)
+    assert ep.rtt == pytest.approx(0.1 + (w - 0.1) * w)
+    assert ep.rtt < w
+
+
 def test_sample_from_the_past_neither_lowers_the_estimate_nor_rewinds_the_stamp() -> None:
     ep = endpoint(rtt=0.5, at=10.0)
     observe_rtt(ep, 0.1, now=9.0, decay=DECAY)

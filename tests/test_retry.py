@@ -428,6 +428,17 @@ def test_a_call_on_a_bucket_edge_counts_in_the_new_bucket() -> None:
     assert budget.balance() == 0.0
 
 
+def test_snapshot_at_the_instant_a_bucket_ends_shows_the_new_window() -> None:
+    """At 11.0 bucket [0, 1) has left the window, for snapshot as for balance."""
+    clock = FakeClock(0.5)
+    budget = RetryBudget(ratio=1.0, min_per_second=0, ttl=10, clock=clock)
+    budget.deposit()
+    clock.set(10.5)
+    budget.deposit()
+    clock.set(11.0)
+    assert budget.snapshot() == {"deposits": 1.0, "withdrawals": 0.0, "balance": 1.0}
+
+
 def test_long_idle_gap_empties_the_whole_window() -> None:
     clock = FakeClock(5.0)
     budget = RetryBudget(ratio=1.0, min_per_second=0, ttl=10, clock=clock)
