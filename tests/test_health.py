@@ -1043,3 +1043,21 @@ def test_an_outcome_at_a_bucket_edge_opens_the_next_bucket_despite_float_roundin
     t.record(eps[0], True, 11 * width)  # the edge of bucket 11
     clock.set(21.5 * width)  # bucket 21: bucket 10 has left the window, bucket 11 has not
     assert t.endpoint_snapshot(eps[0])["window_calls"] == 1
+
+
+@pytest.mark.parametrize(
+    ("rate", "oks", "calls"),
+    [(0.7, 7, 10), (0.8000000002000001, 4, 5)],
+)
+def test_a_success_rate_within_a_billionth_of_the_threshold_meets_it(
+    rate: float, oks: int, calls: int
+) -> None:
+    """0.7 * 10 is 7.000000000000001 in floats; a rate 2e-10 above 4/5 is 4/5 within the 1e-9
+    tolerance too: both keep the endpoint, and the next failure ejects it."""
+    t, eps, _ = tracker(consecutive_failures=None, success_rate=rate, success_rate_min_calls=2)
+    for _ in range(oks):
+        t.record(eps[0], True, 1.0)
+    assert fail(t, eps[0], calls - oks, 1.0) == []
+    (ejected,) = fail(t, eps[0], 1, 1.0)
+    assert isinstance(ejected, Ejected)
+    assert ejected.reason == "success_rate"
