@@ -6,6 +6,7 @@ import heapq
 import itertools
 import math
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -555,6 +556,16 @@ def test_prepare_rejects_a_non_positive_weight_naming_the_endpoint() -> None:
     bad = endpoint(1, weight=0.0)
     with pytest.raises(ValueError, match=r"^RoundRobin: endpoint 127\.0\.0\.1:8000 weight must be"):
         RoundRobin().prepare((endpoint(0), bad))
+
+
+@pytest.mark.parametrize("weight", [math.inf, math.nan, -2.0, "3"])
+def test_prepare_rejects_every_weight_that_is_not_a_finite_positive_number(weight: object) -> None:
+    """An infinite weight would take every pick: it is refused like zero, naming the value."""
+    bad = endpoint(1)
+    bad.weight = weight  # type: ignore[assignment]
+    message = f"PeakEwma: endpoint 127.0.0.1:8000 weight must be a number > 0, got {weight!r}"
+    with pytest.raises(ValueError, match=re.escape(message) + "$"):
+        PeakEwma().prepare((endpoint(0), bad))
 
 
 def test_balancers_have_readable_reprs() -> None:
