@@ -8,7 +8,7 @@ requests) is kept after a call ends, whatever the outcome: these are the engine'
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -541,7 +541,7 @@ def test_deadline_exceeded_names_the_deadline_the_attempts_the_endpoints_and_the
     assert outcomes.deadlines == [101.0, 101.0]
     assert outcomes.seen == [(1, 503, None, False), (2, None, "DeadlineExceeded", True)]
     (call,) = ends.calls
-    assert (call.outcome, call.error) == ("error", error)
+    assert (call.outcome, call.error, call.status) == ("error", error, None)
 
 
 def test_a_failed_attempt_is_retried_and_only_its_own_bound_makes_it_timed_out(clock) -> None:
@@ -650,7 +650,7 @@ def test_a_module_phase_that_raises_is_logged_and_the_call_goes_on(clock, caplog
     )
     with client(handler, clock, stack=stack) as http:
         assert http.get("http://users/").status_code == 503
-    assert len(sent) == 1  # the retry module below it would have retried a 503
+    assert len(sent) == 1  # the retry module, asked after it, would have retried a 503
     messages = [(r.getMessage(), r.exc_info is not None) for r in caplog.records]
     assert messages == [
         (f"meshclient: on_outcome of {BrokenOutcome().on_outcome!r} raised; ignored", True),
@@ -947,3 +947,62 @@ def test_the_engines_own_errors_carry_the_request(clock) -> None:
             with pytest.raises(error) as info:
                 transport.handle_request(request)
             assert info.value.request is request
+
+
+def test_a_call_tells_modules_where_it_goes(clock) -> None:
+    """``service``, ``passthrough`` and ``port`` (the URL's, or its scheme's default), as
+    modules read them (telemetry's ``server.port``, for one)."""
+    seen: list[tuple[str, bool, int]] = []
+
+    class Where(CallModule):
+        role = "where"
+
+        def on_call(self, call: Call) -> None:
+            seen.append((call.service, call.passthrough, call.port))
+
+    stack = meshclient.DEFAULT_STACK.insert_after("deadline", Where())
+    with client(ok, clock, stack=stack) as http:
+        for url in (
+            "http://users/",
+            "https://users/",
+            "http://example.com:8080/",
+            "https://example.com/",
+        ):
+            http.get(url)
+    assert seen == [
+        ("users", False, 80),
+        ("users", False, 443),
+        ("example.com", True, 8080),
+        ("example.com", True, 443),
+    ]
+
+
+def test_meshclients_client_reads_the_body_within_the_attempt() -> None:
+    """``meshclient.Client.get`` (its caller reads the whole body first): a body cut short is
+    a failed attempt, retried like any other, so the caller never sees it."""
+    bodies = [Body(broken=True), Body(broken=False)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=bodies.pop(0))
+
+    retry = meshclient.Retry(attempts=2, backoff=0.0, max_backoff=0.0)
+    with meshclient.Client(
+        services={"users": list(ENDPOINTS)},
+        policy=meshclient.Policy(retry=retry),
+        transport=httpx.MockTransport(handler),
+    ) as http:
+        assert http.get("http://users/").content == b"first part, second part"
+    assert bodies == []
+
+
+class Body(httpx.SyncByteStream):
+    """A body in two parts; a ``broken`` one loses its connection after the first."""
+
+    def __init__(self, *, broken: bool) -> None:
+        self.broken = broken
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b"first part"
+        if self.broken:
+            raise httpx.ReadError("connection reset")
+        yield b", second part"
