@@ -1006,3 +1006,93 @@ class Body(httpx.SyncByteStream):
         if self.broken:
             raise httpx.ReadError("connection reset")
         yield b", second part"
+
+
+class Tracked(httpx.SyncByteStream):
+    """A response body that remembers whether it was closed."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b"busy"
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_an_attempts_fields_tell_modules_what_became_of_it(clock) -> None:
+    """Before sending, an attempt is not sent, not finished, unbounded (no timeout), with no
+    retry decision; at its end, ``sent``, the retry module's decision (``None`` for the last
+    one), not cancelled, and no response headers for one that got no response. The answer
+    of a retried attempt is closed before the next attempt goes out."""
+    body = Tracked()
+    answers: list[Any] = [httpx.Response(503, stream=body), httpx.ConnectError("refused")]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if not answers:
+            assert body.closed, "the 503 was not closed before the retry"
+            return httpx.Response(200)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    started: list[tuple[Any, ...]] = []
+    ended: list[tuple[Any, ...]] = []
+
+    class Fields(AttemptModule):
+        role = "fields"
+
+        def on_attempt(self, attempt: Attempt) -> None:
+            started.append(
+                (attempt.sent, attempt.finished, attempt.bound_by, attempt.decision, attempt.delay)
+            )
+
+        def on_attempt_end(self, attempt: Attempt) -> None:
+            ended.append(
+                (
+                    attempt.sent,
+                    attempt.decision,
+                    attempt.delay is None,
+                    attempt.cancelled,
+                    attempt.header("retry-after"),
+                )
+            )
+
+    stack = meshclient.DEFAULT_STACK.insert_after("attempt_timeout", Fields())
+    policy = meshclient.Policy(timeout=None, retry=FAST_RETRY)
+    with client(handler, clock, stack=stack, policy=policy) as http:
+        assert http.get("http://users/").status_code == 200
+    assert started == [(False, False, None, None, None)] * 3
+    assert ended == [
+        (True, "retry", False, False, None),
+        (True, "retry", False, False, None),
+        (True, None, True, False, None),
+    ]
+
+
+def test_an_attempt_that_never_went_out_ends_cleanly(clock, caplog) -> None:
+    """A module below the balancer refused the attempt: it was never sent, and every end
+    phase (telemetry's timing included) copes with that without an error logged."""
+    sent: list[bool] = []
+
+    class Refuses(AttemptModule):
+        role = "refuses"
+
+        def on_attempt(self, attempt: Attempt) -> None:
+            raise RuntimeError("cannot sign")
+
+    class Sent(AttemptModule):
+        role = "sent"
+
+        def on_attempt_end(self, attempt: Attempt) -> None:
+            sent.append(attempt.sent)
+
+    stack = meshclient.DEFAULT_STACK.insert_after("balancer", Refuses()).insert_after(
+        "attempt_telemetry", Sent()
+    )
+    with client(ok, clock, stack=stack) as http, pytest.raises(RuntimeError, match="sign"):
+        http.get("http://users/")
+    assert sent == [False]
+    assert [r.getMessage() for r in caplog.records] == []
