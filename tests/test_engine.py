@@ -882,9 +882,10 @@ def test_an_endpoint_waits_since_its_oldest_unanswered_attempt(clock) -> None:
     """``EndpointState.waiting_since`` (PeakEwma's floor: an attempt unanswered for t seconds
     says the endpoint takes at least t now): an answered attempt stops counting even while its
     body is still open, and one answered behind an older unanswered attempt leaves that
-    attempt's time in place. Calls made while another waits are nested in its bottom here,
-    to stay on one thread."""
+    attempt's time in place; ``outstanding`` counts them all. Calls made while another waits
+    are nested in its bottom here, to stay on one thread."""
     since: list[float | None] = []
+    outstanding: list[int] = []
 
     class Since(AttemptModule):
         role = "since"
@@ -892,6 +893,7 @@ def test_an_endpoint_waits_since_its_oldest_unanswered_attempt(clock) -> None:
         def on_attempt(self, attempt: Attempt) -> None:
             assert attempt.endpoint is not None
             since.append(attempt.endpoint.waiting_since)
+            outstanding.append(attempt.endpoint.outstanding)
 
     http: httpx.Client
 
@@ -915,6 +917,8 @@ def test_an_endpoint_waits_since_its_oldest_unanswered_attempt(clock) -> None:
             streamed.close()
     #        /a    /b (a answered)  /c (b waits)  /d (c answered behind b)  /e (all answered)
     assert since == [None, None, 101.0, 101.0, None]
+    # ``outstanding`` counts every response not closed yet, answered or not
+    assert outstanding == [0, 1, 2, 2, 1]
 
 
 def test_the_engines_own_errors_carry_the_request(clock) -> None:
