@@ -193,7 +193,7 @@ class _Retrying(CallModule):
             delay = _delay(retry, call, attempt)
         attempt.delay = delay
         deadline = call.deadline
-        if deadline is not None and (attempt.ended_at or call.clock()) + delay >= deadline:
+        if deadline is not None and call.clock() + delay >= deadline:
             attempt.decision = DECISION_DEADLINE
             return None
         if not self._withdraw():
