@@ -386,6 +386,27 @@ def test_peak_ewma_counts_an_unanswered_attempt_as_at_least_its_age(age: float, 
     assert {picker.pick((), 100.0) for _ in range(20)} == {other}
 
 
+@pytest.mark.parametrize(
+    ("age", "rtt", "waiting_wins"),
+    [
+        (0.005, 0.02, False),  # younger than the estimate: cost 0.02 * 2 > 0.03
+        (0.02, 0.01, True),  # older: cost exactly 0.02 * 2 < 0.05
+    ],
+)
+def test_peak_ewma_counts_an_unanswered_attempt_as_its_age_not_more(
+    age: float, rtt: float, waiting_wins: bool
+) -> None:
+    """The waiting attempt's age is a lower bound on the latency, nothing else: younger than
+    the estimate it changes nothing, older it replaces the estimate by exactly the age,
+    whichever of the two draws the endpoint is."""
+    waiting = endpoint(0, rtt=rtt, at=100.0, outstanding=1)
+    waiting.waiting_since = 100.0 - age
+    other = endpoint(1, rtt=0.05 if waiting_wins else 0.03, at=100.0)
+    picker = PeakEwma(rng=random.Random(0)).prepare((waiting, other))
+    winner = waiting if waiting_wins else other
+    assert {picker.pick((), 100.0) for _ in range(20)} == {winner}
+
+
 def test_least_loaded_prefers_the_endpoint_with_fewer_outstanding() -> None:
     eps = tuple(endpoint(i, outstanding=i) for i in range(5))
     picker = LeastLoaded(rng=random.Random(1)).prepare(eps)
