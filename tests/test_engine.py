@@ -624,8 +624,9 @@ def test_a_call_ends_with_the_status_its_caller_got(clock, by, status, outcome) 
 
 
 def test_a_module_phase_that_raises_is_logged_and_the_call_goes_on(clock, caplog) -> None:
-    """A bug in a module's ``on_outcome`` or ``retry`` costs no call: it is logged with the
-    phase named and its traceback; a retry phase that raised means no retry."""
+    """A bug in a module's ``on_outcome``, ``retry`` or ``on_attempt_end`` costs no call: it
+    is logged with the phase named and its traceback; a retry phase that raised means no
+    retry."""
 
     class Broken(CallModule):
         role = "broken"
@@ -638,6 +639,9 @@ def test_a_module_phase_that_raises_is_logged_and_the_call_goes_on(clock, caplog
 
         def on_outcome(self, attempt: Attempt) -> None:
             raise RuntimeError("bug in on_outcome")
+
+        def on_attempt_end(self, attempt: Attempt) -> None:
+            raise RuntimeError("bug in on_attempt_end")
 
     sent: list[httpx.Request] = []
 
@@ -655,6 +659,7 @@ def test_a_module_phase_that_raises_is_logged_and_the_call_goes_on(clock, caplog
     assert messages == [
         (f"meshclient: on_outcome of {BrokenOutcome().on_outcome!r} raised; ignored", True),
         (f"meshclient: retry phase {Broken().retry!r} raised; no retry", True),
+        (f"meshclient: on_attempt_end of {BrokenOutcome().on_attempt_end!r} raised; ignored", True),
     ]
 
 
@@ -1026,8 +1031,8 @@ class Tracked(httpx.SyncByteStream):
 
 
 def test_an_attempts_fields_tell_modules_what_became_of_it(clock) -> None:
-    """Before sending, an attempt is not sent, not finished, unbounded (no timeout), with no
-    retry decision; at its end, ``sent``, the retry module's decision (``None`` for the last
+    """Before sending, an attempt is not sent, not finished, no probe, unbounded (no timeout),
+    with no retry decision; at its end, ``sent``, the retry module's decision (``None`` for the last
     one), not cancelled, and no response headers for one that got no response. The answer
     of a retried attempt is closed before the next attempt goes out."""
     body = Tracked()
@@ -1050,13 +1055,21 @@ def test_an_attempts_fields_tell_modules_what_became_of_it(clock) -> None:
 
         def on_attempt(self, attempt: Attempt) -> None:
             started.append(
-                (attempt.sent, attempt.finished, attempt.bound_by, attempt.decision, attempt.delay)
+                (
+                    attempt.sent,
+                    attempt.finished,
+                    attempt.probe,
+                    attempt.bound_by,
+                    attempt.decision,
+                    attempt.delay,
+                )
             )
 
         def on_attempt_end(self, attempt: Attempt) -> None:
             ended.append(
                 (
                     attempt.sent,
+                    attempt.finished,
                     attempt.decision,
                     attempt.delay is None,
                     attempt.cancelled,
@@ -1068,11 +1081,11 @@ def test_an_attempts_fields_tell_modules_what_became_of_it(clock) -> None:
     policy = meshclient.Policy(timeout=None, retry=FAST_RETRY)
     with client(handler, clock, stack=stack, policy=policy) as http:
         assert http.get("http://users/").status_code == 200
-    assert started == [(False, False, None, None, None)] * 3
+    assert started == [(False, False, False, None, None, None)] * 3
     assert ended == [
-        (True, "retry", False, False, None),
-        (True, "retry", False, False, None),
-        (True, None, True, False, None),
+        (True, True, "retry", False, False, None),
+        (True, True, "retry", False, False, None),
+        (True, True, None, True, False, None),
     ]
 
 
