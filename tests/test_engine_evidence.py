@@ -197,6 +197,7 @@ def test_a_cut_off_by_an_inherited_deadline_is_no_evidence(deadline, failures) -
     assert health["consecutive_failures"] == failures
     (call,) = ends.calls
     assert (call.error, call.evidence) == (info.value, deadline == "total")
+    assert call.deadline_inherited is (deadline == "inherited")
 
 
 class Body(httpx.SyncByteStream):
