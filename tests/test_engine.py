@@ -789,31 +789,60 @@ def test_no_endpoints_error_says_why_and_what_was_tried(clock) -> None:
 
 def test_ready_wait_is_what_the_deadline_leaves_and_never_negative(clock) -> None:
     """How long a call waits for a discovery's first set: the deadline's time left, 0 once it
-    passed (never a negative or made-up wait), the service's ``ready_timeout`` without one."""
+    passed (never a negative or made-up wait), the service's ``ready_timeout`` without one.
+    No attempt starts at the deadline itself."""
     waits: list[float] = []
+    steps: list[float] = []
 
     class Queued(CallModule):
         role = "queued"
 
         def on_call(self, call: Call) -> None:
             waits.append(call.ready_wait())
-            clock.advance(1.5)
-            waits.append(call.ready_wait())
-            clock.advance(1.0)
-            waits.append(call.ready_wait())
+            for step in steps:
+                clock.advance(step)
+                waits.append(call.ready_wait())
+
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
 
     stack = meshclient.DEFAULT_STACK.insert_after("deadline", Queued())
     policy = meshclient.Policy(timeout=2.0)
-    with (
-        client(ok, clock, stack=stack, policy=policy, ready_timeout=7.0) as http,
-        pytest.raises(meshclient.DeadlineExceeded, match="after 0 attempt"),
-    ):
-        http.get("http://users/")
-    assert waits == [pytest.approx(2.0), pytest.approx(0.5), 0.0]
+    with client(handler, clock, stack=stack, policy=policy, ready_timeout=7.0) as http:
+        for queued, expected in [([1.5, 0.5], [2.0, 0.5, 0.0]), ([3.0], [2.0, 0.0])]:
+            steps[:] = queued
+            waits.clear()
+            with pytest.raises(meshclient.DeadlineExceeded, match="after 0 attempt"):
+                http.get("http://users/")
+            assert waits == expected
+    assert sent == []
+    steps.clear()
     waits.clear()
     with client(ok, clock, stack=stack, policy=meshclient.Policy(timeout=None)) as http:
         http.get("http://users/")
-    assert waits[0] == 5.0  # the default ready_timeout
+    assert waits == [5.0]  # the default ready_timeout
+
+
+def test_without_telemetry_modules_a_call_has_no_span_or_context(clock) -> None:
+    """``span`` and ``context`` are the telemetry modules' to set: a stack without them leaves
+    them ``None`` and works all the same."""
+    seen: list[tuple[Any, ...]] = []
+
+    class Reads(AttemptModule):
+        role = "reads"
+
+        def on_attempt(self, attempt: Attempt) -> None:
+            seen.append((attempt.call.span, attempt.call.context, attempt.span))
+
+    bare = meshclient.DEFAULT_STACK.remove("call_telemetry").remove("attempt_telemetry")
+    with client(ok, clock, stack=bare.insert_after("attempt_timeout", Reads())) as http:
+        assert http.get("http://users/").status_code == 200
+    with client(ok, clock, stack=meshclient.DEFAULT_STACK.remove("call_telemetry")) as http:
+        assert http.get("http://users/").status_code == 200
+    assert seen == [(None, None, None)]
 
 
 def test_an_attempts_repr_names_its_number_call_and_endpoint(clock) -> None:
@@ -927,8 +956,9 @@ def test_an_endpoint_waits_since_its_oldest_unanswered_attempt(clock) -> None:
 
 
 def test_the_engines_own_errors_carry_the_request(clock) -> None:
-    """``DeadlineExceeded`` and ``NoEndpointsError`` name the caller's request themselves, not
-    only when an ``httpx.Client`` around the transport fills it in."""
+    """``DeadlineExceeded``, ``NoEndpointsError`` and the engine's ``MeshError`` name the
+    caller's request themselves, not only when an ``httpx.Client`` around the transport
+    fills it in."""
 
     def handler(request: httpx.Request) -> httpx.Response:
         clock.advance(2.0)
@@ -941,8 +971,11 @@ def test_the_engines_own_errors_carry_the_request(clock) -> None:
         def close(self) -> None:
             pass
 
+    unbalanced = meshclient.Service(
+        list(ENDPOINTS), stack=meshclient.DEFAULT_STACK.remove("balancer")
+    )
     transport = meshclient.MeshTransport(
-        {"users": list(ENDPOINTS), "orders": meshclient.Service(Empty())},
+        {"users": list(ENDPOINTS), "orders": meshclient.Service(Empty()), "stock": unbalanced},
         policy=meshclient.Policy(timeout=1.0),
         transport=httpx.MockTransport(handler),
         clock=clock,
@@ -951,6 +984,7 @@ def test_the_engines_own_errors_carry_the_request(clock) -> None:
         for url, error in [
             ("http://users/", meshclient.DeadlineExceeded),
             ("http://orders/", meshclient.NoEndpointsError),
+            ("http://stock/", meshclient.MeshError),  # no module chose an endpoint
         ]:
             request = httpx.Request("GET", url)
             with pytest.raises(error) as info:
@@ -1106,10 +1140,14 @@ def test_an_attempt_that_never_went_out_ends_cleanly(clock, caplog) -> None:
         def on_attempt_end(self, attempt: Attempt) -> None:
             sent.append(attempt.sent)
 
-    stack = meshclient.DEFAULT_STACK.insert_after("balancer", Refuses()).insert_after(
-        "attempt_telemetry", Sent()
+    ends = CallEnds()
+    stack = (
+        meshclient.DEFAULT_STACK.insert_after("balancer", Refuses())
+        .insert_after("attempt_telemetry", Sent())
+        .insert_before("fallback", ends)
     )
-    with client(ok, clock, stack=stack) as http, pytest.raises(RuntimeError, match="sign"):
+    with client(ok, clock, stack=stack) as http, pytest.raises(RuntimeError, match="sign") as info:
         http.get("http://users/")
     assert sent == [False]
+    assert (ends.calls[0].error, ends.calls[0].outcome) == (info.value, "error")
     assert [r.getMessage() for r in caplog.records] == []
