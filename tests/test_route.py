@@ -415,3 +415,33 @@ def test_a_module_sees_its_service_and_endpoint_sets_now_and_on_each_change() ->
         ("users", [B, C]),
         ("example.com", ["example.com:80"]),
     ]
+
+
+def test_a_call_answered_locally_ends_only_the_modules_it_went_through() -> None:
+    """A module answering without sending ends itself and the modules above it; the module
+    just below never saw the call, so its end phase must not run (it would release what it
+    never took)."""
+    log: list[str] = []
+
+    class Recording(CallModule):
+        def __init__(self, role: str, answer: httpx.Response | None = None) -> None:
+            self.role = role
+            self.answer = answer
+
+        def on_call(self, call: Any) -> httpx.Response | None:
+            log.append(f"{self.role}.on_call")
+            return self.answer
+
+        def on_call_end(self, call: Any) -> None:
+            log.append(f"{self.role}.on_call_end")
+
+    stack = (
+        meshclient.DEFAULT_STACK.insert_before("fallback", Recording("above"))
+        .insert_after("above", Recording("cache", httpx.Response(200, text="cached")))
+        .insert_after("cache", Recording("below"))
+    )
+    bottom = Bottom(FakeClock(100.0))
+    with httpx.Client(transport=transport({"users": [A]}, bottom, stack=stack)) as http:
+        assert http.get("http://users/").text == "cached"
+    assert log == ["above.on_call", "cache.on_call", "cache.on_call_end", "above.on_call_end"]
+    assert not bottom.seen
