@@ -624,15 +624,18 @@ def test_a_call_ends_with_the_status_its_caller_got(clock, by, status, outcome) 
 
 
 def test_a_module_phase_that_raises_is_logged_and_the_call_goes_on(clock, caplog) -> None:
-    """A bug in a module's ``on_outcome``, ``retry`` or ``on_attempt_end`` costs no call: it
-    is logged with the phase named and its traceback; a retry phase that raised means no
-    retry."""
+    """A bug in a module's ``on_outcome``, ``retry``, ``on_attempt_end`` or ``on_call_end``
+    costs no call: it is logged with the phase named and its traceback; a retry phase that
+    raised means no retry."""
 
     class Broken(CallModule):
         role = "broken"
 
         def retry(self, call: Call, attempt: Attempt) -> float | None:
             raise RuntimeError("bug in retry")
+
+        def on_call_end(self, call: Call) -> None:
+            raise RuntimeError("bug in on_call_end")
 
     class BrokenOutcome(AttemptModule):
         role = "broken_outcome"
@@ -660,6 +663,7 @@ def test_a_module_phase_that_raises_is_logged_and_the_call_goes_on(clock, caplog
         (f"meshclient: on_outcome of {BrokenOutcome().on_outcome!r} raised; ignored", True),
         (f"meshclient: retry phase {Broken().retry!r} raised; no retry", True),
         (f"meshclient: on_attempt_end of {BrokenOutcome().on_attempt_end!r} raised; ignored", True),
+        (f"meshclient: on_call_end of {Broken().on_call_end!r} raised; ignored", True),
     ]
 
 
@@ -971,8 +975,10 @@ def test_the_engines_own_errors_carry_the_request(clock) -> None:
         def close(self) -> None:
             pass
 
+    ends = CallEnds()
     unbalanced = meshclient.Service(
-        list(ENDPOINTS), stack=meshclient.DEFAULT_STACK.remove("balancer")
+        list(ENDPOINTS),
+        stack=meshclient.DEFAULT_STACK.remove("balancer").insert_before("fallback", ends),
     )
     transport = meshclient.MeshTransport(
         {"users": list(ENDPOINTS), "orders": meshclient.Service(Empty()), "stock": unbalanced},
@@ -990,6 +996,11 @@ def test_the_engines_own_errors_carry_the_request(clock) -> None:
             with pytest.raises(error) as info:
                 transport.handle_request(request)
             assert info.value.request is request
+    assert str(info.value) == (
+        "no module of the stack of service 'stock' chose an endpoint "
+        "(is the balancer missing from the stack?)"
+    )
+    assert (ends.calls[0].error, ends.calls[0].outcome) == (info.value, "error")
 
 
 def test_a_call_tells_modules_where_it_goes(clock) -> None:
