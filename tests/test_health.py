@@ -1061,3 +1061,16 @@ def test_a_success_rate_within_a_billionth_of_the_threshold_meets_it(
     (ejected,) = fail(t, eps[0], 1, 1.0)
     assert isinstance(ejected, Ejected)
     assert ejected.reason == "success_rate"
+
+
+def test_latency_min_samples_count_from_the_first_check_not_the_first_sample() -> None:
+    """Samples an endpoint took before the tracker first compared it (it joined the route with
+    a history, say) do not count towards latency_min_samples."""
+    t, eps, clock = tracker(3, latency_min_samples=5)
+    rtts: list[float | None] = [0.01, 0.01, 0.1]
+    for _ in range(30):
+        now = clock.advance(1.0)
+        for ep, rtt in zip(eps, rtts, strict=True):
+            observe_rtt(ep, rtt, now, INSTANT)
+    r, _ = latency_ejection(latency_rounds(t, eps, rtts, 10, clock))
+    assert r == 6
