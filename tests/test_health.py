@@ -169,7 +169,7 @@ def test_outcomes_on_an_ejected_endpoint_are_ignored() -> None:
 @given(repeat=st.integers(1, 200), seed=st.integers(0, 2**32))
 def test_ejection_time_is_jittered_around_a_doubling_capped_at_max(repeat: int, seed: int) -> None:
     c = OutlierDetection()
-    nominal = min(c.base_ejection * 2.0 ** min(repeat - 1, 64), c.max_ejection)
+    nominal = min(c.base_ejection * 2.0 ** min(repeat - 1, 1023), c.max_ejection)
     d = c.ejection_time(repeat, random.Random(seed))
     assert nominal * (1 - c.ejection_jitter) <= d <= min(nominal * (1 + c.ejection_jitter), 300)
 
@@ -845,6 +845,23 @@ def test_a_full_window_admitted_forgives_a_single_ejection_entirely() -> None:
     (late,) = fail(t, eps[0], 5, 104.9)  # two windows admitted: 2 -> 0, then 1
     assert isinstance(late, Ejected)
     assert (late.repeat, late.duration) == (1, 5.0)
+
+
+def test_an_outcome_stamped_just_before_readmission_forgives_nothing() -> None:
+    """Outcomes are stamped before the tracker's lock, so one may carry a time a hair before
+    the readmission it races with: it must not count as a negative window (a longer ejection)."""
+    t, eps, _ = tracker(4, ejection_jitter=0.0)
+    fail(t, eps[0], 5, 0.0)
+    t.probe_candidate(5.0)
+    t.record(eps[0], True, 5.0, probe=True)
+    (again,) = fail(t, eps[0], 5, 4.999)
+    assert isinstance(again, Ejected)
+    assert (again.repeat, again.duration) == (2, 10.0)
+
+
+def test_even_a_tiny_base_ejection_doubles_up_to_max_ejection() -> None:
+    config = OutlierDetection(base_ejection=1e-20, max_ejection=1.0, ejection_jitter=0.0)
+    assert config.ejection_time(200, random.Random(0)) == 1.0
 
 
 # -- the success-rate window -----------------------------------------------------------------------

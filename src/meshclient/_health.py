@@ -168,7 +168,8 @@ class OutlierDetection:
         """Seconds of the ``repeat``-th ejection in a row (1 = first): jittered, capped."""
         if repeat < 1:
             raise ValueError(f"repeat must be >= 1, got {repeat!r}")
-        nominal = self.base_ejection * 2.0 ** min(repeat - 1, 64)
+        # 2**1023 is the largest power of two a float holds: every finite base reaches max.
+        nominal = self.base_ejection * 2.0 ** min(repeat - 1, 1023)
         nominal = min(nominal, self.max_ejection)
         jitter = self.ejection_jitter
         if jitter:
@@ -522,7 +523,8 @@ class HealthTracker:
             self._skipped += 1
             return None
         if h.repeat:  # one repeat forgiven per window spent admitted
-            forgiven = int((now - h.since) // self._config.success_rate_window)
+            # ``now`` is read before the lock, so it may precede ``since`` slightly.
+            forgiven = max(0, int((now - h.since) // self._config.success_rate_window))
             h.repeat = max(0, h.repeat - forgiven)
         h.ejected_at = now
         h.reason = reason
