@@ -210,9 +210,6 @@ class Route:
             for state in self._states.values():
                 self._retire_pools(state)
 
-    def states(self) -> list[EndpointState]:
-        return list(self._states.values())
-
     def describe(self) -> dict[str, Any]:
         """This route's part of ``client.snapshot()``."""
         now = self.clock()
