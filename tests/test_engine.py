@@ -1162,3 +1162,65 @@ def test_an_attempt_that_never_went_out_ends_cleanly(clock, caplog) -> None:
     assert sent == [False]
     assert (ends.calls[0].error, ends.calls[0].outcome) == (info.value, "error")
     assert [r.getMessage() for r in caplog.records] == []
+
+
+# -- defects found by mutation testing -----------------------------------------------------
+
+
+def test_an_attempt_module_interrupted_ends_the_attempt_for_the_modules_that_ran(clock) -> None:
+    """A ``KeyboardInterrupt`` in ``on_attempt``: the modules above it saw the attempt start,
+    so they see it end (a probe or a span must not be left open), and the call is cancelled."""
+    log = Log()
+
+    class Interrupted(AttemptModule):
+        role = "interrupted"
+
+        def on_attempt(self, attempt: Attempt) -> None:
+            raise KeyboardInterrupt
+
+    stack = recording_stack(log).insert_after("balancer", Interrupted())
+    with client(ok, clock, stack=stack) as http, pytest.raises(KeyboardInterrupt):
+        http.get("http://users/")
+    assert log == [
+        "c1.on_call",
+        "c2.on_call",
+        "a1.on_attempt:1",
+        "a1.on_attempt_end:1",
+        "c2.on_call_end:cancelled",
+        "c1.on_call_end:cancelled",
+    ]
+
+
+def test_a_broken_streamed_body_is_raised_as_itself_not_its_own_cause(clock) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Body(broken=True))
+
+    with (
+        client(handler, clock) as http,
+        http.stream("GET", "http://users/") as response,
+        pytest.raises(httpx.ReadError) as info,
+    ):
+        response.read()
+    assert info.value.__cause__ is not info.value
+
+
+def test_an_on_call_that_returns_neither_a_wait_nor_a_response_is_named(clock) -> None:
+    log = Log()
+    stack = recording_stack(log).insert_after("deadline", RecordCall("odd", log, step=42))
+    with client(ok, clock, stack=stack) as http, pytest.raises(TypeError) as info:
+        http.get("http://users/")
+    assert str(info.value) == "on_call must return None, a Wait or an httpx.Response, got 42"
+    assert log[-2:] == ["odd.on_call", "c1.on_call_end:error"]  # refused by the odd module
+
+
+def test_a_deadline_a_module_set_without_timeout_total_is_named_plainly(clock) -> None:
+    class Soon(CallModule):
+        role = "soon"
+
+        def on_call(self, call: Call) -> None:
+            call.deadline = call.start  # a module's own deadline, already gone
+
+    stack = meshclient.DEFAULT_STACK.insert_after("deadline", Soon())
+    with client(ok, clock, stack=stack) as http, pytest.raises(meshclient.DeadlineExceeded) as info:
+        http.get("http://users/")
+    assert str(info.value).startswith("the call's deadline exceeded after 0 attempt(s)")

@@ -188,9 +188,8 @@ class Call:
         if self.deadline_inherited:
             what = "the deadline inherited from the request being handled"
         else:
-            timeout = self.policy.timeout
-            total = getattr(timeout, "total", None)
-            what = f"deadline of {total}s"
+            total = getattr(self.policy.timeout, "total", None)
+            what = "the call's deadline" if total is None else f"deadline of {total}s"
         return DeadlineExceeded(
             f"{what} exceeded after {self.attempts} attempt(s) to service {self.service!r}",
             request=self.request,
@@ -216,7 +215,8 @@ class Call:
     def answered_locally(
         self, response: httpx.Response, entered: tuple[Callable[[Call], None], ...]
     ) -> httpx.Response:
-        """A call module answered the call itself (a cache, a stub): nothing is sent."""
+        """A call module answered the call itself (a cache, a stub): nothing is sent. The
+        drivers come here with whatever ``on_call`` returned that is not a ``Wait``."""
         if not isinstance(response, httpx.Response):
             raise TypeError(
                 f"on_call must return None, a Wait or an httpx.Response, got {response!r}"
@@ -247,7 +247,7 @@ class Call:
                     self.outcome = OUTCOME_ERROR
                     attempt.finish()
                 else:
-                    self.abandon()
+                    self.abandon(attempt)  # the modules entered end this attempt too
                 raise
         attempt._ends = route.attempt_end
         if attempt.endpoint is None:

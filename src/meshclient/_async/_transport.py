@@ -29,7 +29,7 @@ from .._modules import settle_async
 from .._names import DEADLINE_HEADER
 from .._policy import Policy
 from .._pool import DEFAULT_LIMITS, PoolFactory
-from .._stack import Stack
+from .._stack import Stack, Wait
 from .._telemetry import Telemetry
 from .._validate import check_transport
 from ._network import AsyncDeadlineBackend
@@ -120,7 +120,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             try:
                 step = on_call(call)
                 if step is not None:
-                    if isinstance(step, httpx.Response):
+                    if isinstance(step, httpx.Response) or not isinstance(step, Wait):
                         return call.answered_locally(step, through)
                     await step.wait_async(call.time_left())
             except BaseException as exc:
@@ -260,7 +260,10 @@ class AsyncResponseStream(httpx.AsyncByteStream):
         except StopAsyncIteration:
             return
         except Exception as exc:
-            raise call.stream_failed(attempt, exc) from exc
+            error = call.stream_failed(attempt, exc)
+            if error is exc:  # an httpx error already: raised as it is, not as its own cause
+                raise
+            raise error from exc
 
     async def aclose(self) -> None:
         self._open = False

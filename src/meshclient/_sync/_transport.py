@@ -21,7 +21,7 @@ from .._modules import settle_sync
 from .._names import DEADLINE_HEADER
 from .._policy import Policy
 from .._pool import DEFAULT_LIMITS, PoolFactory
-from .._stack import Stack
+from .._stack import Stack, Wait
 from .._telemetry import Telemetry
 from .._validate import check_transport
 from ._network import DeadlineBackend
@@ -112,7 +112,7 @@ class MeshTransport(httpx.BaseTransport):
             try:
                 step = on_call(call)
                 if step is not None:
-                    if isinstance(step, httpx.Response):
+                    if isinstance(step, httpx.Response) or not isinstance(step, Wait):
                         return call.answered_locally(step, through)
                     step.wait(call.time_left())
             except BaseException as exc:
@@ -252,7 +252,10 @@ class ResponseStream(httpx.SyncByteStream):
         except StopIteration:
             return
         except Exception as exc:
-            raise call.stream_failed(attempt, exc) from exc
+            error = call.stream_failed(attempt, exc)
+            if error is exc:  # an httpx error already: raised as it is, not as its own cause
+                raise
+            raise error from exc
 
     def close(self) -> None:
         self._open = False
