@@ -99,9 +99,14 @@ def main() -> int:
     rows: list[tuple[object, ...]] = []
     survivors: list[tuple[int, str]] = []
     below: list[str] = []
+    removed = 0
     for path in modules:
         first = len(survivors)
         meta = json.loads(Path(f"mutants/{path}.meta").read_text())["exit_code_by_key"]
+        defs = generated(path)[2]
+        for key in [k for k in meta if k.rpartition(".")[2].rpartition("__mutmut_")[0] not in defs]:
+            del meta[key]  # its function left the source after the run
+            removed += 1
         names = ("pending", "killed", "timeout", "survived", "untested", "equivalent")
         counts = dict.fromkeys(names, 0)
         for key, code in sorted(meta.items()):
@@ -147,6 +152,8 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(f"{text}\n" for _, text in survivors))
     print(f"{len(survivors)} survivors not listed as equivalent: {out}")
+    if removed:
+        print(f"{removed} mutants of functions removed from the source since the run: left out")
     for i, (module, line, rest) in enumerate(listed):
         if i not in used and module in {path.name for path in modules}:
             print(f"stale in {equivalents_file}: {module}:{line}: {rest}")
