@@ -137,8 +137,6 @@ def rows(samples: dict[str, list[Block]], reference: str) -> list[dict[str, Any]
                 "thread_overhead_us": paired(samples, name, reference, difference, "thread_us"),
                 "round_spread_%": (max(cpus) - min(cpus)) / cpu * 100,
                 "non_200": sum(b.bad for b in blocks),
-                "rounds_cpu_us": cpus,
-                "rounds_thread_cpu_us": [b.thread_us for b in blocks],
             }
         )
     return out
