@@ -19,7 +19,7 @@ from typing import Any
 import hypothesis
 import pytest
 
-from meshclient.testing import Backend, held_closed_port
+from meshclient.testing import Backend, FakeClock, held_closed_port
 
 REQUIRE_REAL = "MESHCLIENT_REQUIRE_REAL"
 
@@ -94,6 +94,12 @@ def pytest_configure(config: pytest.Config) -> None:
 def require_real() -> Callable[[str, str], None]:
     """``require_real("etcd", "etcd-server is not installed")``: skip locally, fail in CI."""
     return _require_real
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Virtual time for the engine's pure tests: it moves only when a test advances it."""
+    return FakeClock(100.0)
 
 
 @pytest.fixture(scope="session")

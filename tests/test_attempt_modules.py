@@ -35,11 +35,6 @@ NO_RETRY = meshclient.Policy(retry=None)
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(100.0)
-
-
 def mesh(
     handler: Handler,
     clock: FakeClock,

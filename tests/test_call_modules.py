@@ -37,11 +37,6 @@ NO_BACKOFF = meshclient.Retry(attempts=3, backoff=0.0, max_backoff=0.0)
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(100.0)
-
-
 def transport(
     handler: Handler,
     clock: FakeClock,

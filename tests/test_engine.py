@@ -29,11 +29,6 @@ def ok(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, text="ok")
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(100.0)
-
-
 def client(
     handler: Handler,
     clock: FakeClock,
