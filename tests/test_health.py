@@ -862,6 +862,7 @@ def test_an_outcome_stamped_just_before_readmission_forgives_nothing() -> None:
 def test_even_a_tiny_base_ejection_doubles_up_to_max_ejection() -> None:
     config = OutlierDetection(base_ejection=1e-20, max_ejection=1.0, ejection_jitter=0.0)
     assert config.ejection_time(200, random.Random(0)) == 1.0
+    assert config.ejection_time(5000, random.Random(0)) == 1.0  # past 2**1023: no overflow
 
 
 # -- the success-rate window -----------------------------------------------------------------------
