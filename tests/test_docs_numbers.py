@@ -801,6 +801,12 @@ CLAIMS: list[Claim] = [
     ),
     Claim(
         "install.md",
+        r"\*\*anyio ([\d.]+)\*\*: with ([\d.]+), an async connect",
+        lambda: (floor("anyio"), previous_minor(floor("anyio"))),
+        as_written=True,
+    ),
+    Claim(
+        "install.md",
         r"\*\*OpenTelemetry API ([\d.]+)\*\*: the duration histograms",
         lambda: (floor("opentelemetry-api"),),
         as_written=True,
@@ -985,6 +991,11 @@ def release(version: str) -> str:
 def previous_patch(version: str) -> str:
     *head, patch = version.split(".")
     return ".".join([*head, str(int(patch) - 1)])
+
+
+def previous_minor(version: str) -> str:
+    major, minor = version.split(".")[:2]
+    return f"{major}.{int(minor) - 1}"
 
 
 def requires_python() -> str:
