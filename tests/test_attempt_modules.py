@@ -286,6 +286,18 @@ def test_health_counts_an_endpoints_own_failures_only(clock: FakeClock) -> None:
 # -- endpoint health: ejection and probing ---------------------------------------------------
 
 
+def failing(broken: set[str], served: list[str]) -> Handler:
+    """A bottom where the endpoints in ``broken`` answer 500 and the others 200; ``served``
+    records the endpoint of every attempt, in order."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        address = request.url.netloc.decode()
+        served.append(address)
+        return httpx.Response(500 if address in broken else 200)
+
+    return handler
+
+
 def ejecting(**overrides: Any) -> meshclient.OutlierDetection:
     """Ejection after consecutive failures only, for exactly ``base_ejection`` seconds."""
     settings: dict[str, Any] = {
@@ -307,10 +319,7 @@ def test_a_failing_endpoint_is_ejected_probed_and_readmitted(clock: FakeClock) -
     broken = {A}
     served: list[str] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        address = request.url.netloc.decode()
-        served.append(address)
-        return httpx.Response(500 if address in broken else 200)
+    handler = failing(broken, served)
 
     transport = mesh(
         handler,
@@ -687,10 +696,7 @@ def test_calls_stay_in_their_zone_while_at_least_half_of_it_is_available(
     served: list[str] = []
     events: list[Any] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        address = request.url.netloc.decode()
-        served.append(address)
-        return httpx.Response(500 if address in broken else 200)
+    handler = failing(broken, served)
 
     transport = mesh(
         handler,
