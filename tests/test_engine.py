@@ -954,6 +954,45 @@ def test_an_endpoint_waits_since_its_oldest_unanswered_attempt(clock) -> None:
     assert outstanding == [0, 1, 2, 2, 1]
 
 
+def test_an_attempt_that_fails_unanswered_leaves_the_endpoints_queue(clock) -> None:
+    """An attempt that ends without an answer (it failed) is taken off its endpoint's queue
+    wherever it stands in it: behind an older unanswered attempt, that attempt's time stays;
+    once the older one is answered too, nothing waits."""
+    since: list[float | None] = []
+
+    class Since(AttemptModule):
+        role = "since"
+
+        def on_attempt(self, attempt: Attempt) -> None:
+            assert attempt.endpoint is not None
+            since.append(attempt.endpoint.waiting_since)
+
+    http: httpx.Client
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        clock.advance(1.0)
+        if path == "/a":  # sent at 100: unanswered while /b fails and /c goes out
+            with pytest.raises(httpx.ConnectError):
+                http.get("http://users/b")
+            clock.advance(1.0)
+            assert http.get("http://users/c").status_code == 200
+        if path == "/b":
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, text="ok")
+
+    services = {"users": meshclient.Service([ENDPOINTS[0]])}
+    stack = meshclient.DEFAULT_STACK.insert_after("attempt_timeout", Since())
+    policy = meshclient.Policy(retry=meshclient.Retry(attempts=1))
+    with client(handler, clock, stack=stack, services=services, policy=policy) as http:
+        assert http.get("http://users/a").status_code == 200
+        with pytest.raises(httpx.ConnectError):  # alone in the queue, and failed
+            http.get("http://users/b")
+        assert http.get("http://users/d").status_code == 200
+    #        /a    /b (a waits)  /c (b failed behind a)  /b (a answered)  /d (b failed alone)
+    assert since == [None, 100.0, 100.0, None, None]
+
+
 def test_the_engines_own_errors_carry_the_request(clock) -> None:
     """``DeadlineExceeded``, ``NoEndpointsError`` and the engine's ``MeshError`` name the
     caller's request themselves, not only when an ``httpx.Client`` around the transport
