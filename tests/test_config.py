@@ -129,13 +129,15 @@ def test_idle_connections_beyond_the_keepalive_limit_are_closed(backend_factory)
 
 
 def test_keepalive_expiry_reaches_the_endpoint_pools(backend_factory) -> None:
+    # Long enough that the first two calls reuse the connection on a loaded machine too
+    # (0.05 s left only 50 ms between them).
     backend = backend_factory("b")
-    limits = httpx.Limits(keepalive_expiry=0.05)
+    limits = httpx.Limits(keepalive_expiry=0.5)
     with meshclient.Client(services={"users": [backend.address]}, limits=limits) as client:
         client.get("http://users/")
         client.get("http://users/")
         assert backend.connections_opened == 1
-        time.sleep(0.3)  # past the expiry: the idle connection is not reused
+        time.sleep(0.8)  # past the expiry: the idle connection is not reused
         client.get("http://users/")
         assert backend.connections_opened == 2
 

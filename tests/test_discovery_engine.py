@@ -13,19 +13,31 @@ import pytest
 
 import meshclient
 
+from helpers import WAIT_LIMIT
+
 
 class Later(meshclient.Discovery):
-    """Publishes its set from a thread after ``delay`` seconds; or only fails, if told to."""
+    """Publishes its set from a thread after ``delay`` seconds, or once ``after`` is set; or
+    only fails, if told to."""
 
-    def __init__(self, addresses: list[str], delay: float, fail: bool = False) -> None:
+    def __init__(
+        self,
+        addresses: list[str],
+        delay: float = 0.0,
+        fail: bool = False,
+        after: threading.Event | None = None,
+    ) -> None:
         self.endpoints = [meshclient.Endpoint.parse(a) for a in addresses]
         self.delay = delay
         self.fail = fail
+        self.after = after
         self.stop = threading.Event()
 
     def start(self, updates: Any) -> None:
         def run() -> None:
             if self.stop.wait(self.delay):
+                return
+            if self.after is not None and not self.after.wait(WAIT_LIMIT):
                 return
             if self.fail:
                 updates.error(ConnectionRefusedError("registry down"))
@@ -52,16 +64,17 @@ def test_a_call_waits_for_the_first_endpoint_set() -> None:
 
 
 def test_an_async_call_waits_for_the_first_endpoint_set_without_blocking_its_loop() -> None:
-    ticks = 0
+    """The set is published only after the loop ticked five times while the call waited: a
+    call that blocked its loop would never see it and fail after ``ready_timeout``."""
+    ticked = threading.Event()
 
     async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
+        for _ in range(5):
             await asyncio.sleep(0.01)
+        ticked.set()
 
     async def main() -> str:
-        service = meshclient.Service(Later(["127.0.0.1:8001"], delay=0.2))
+        service = meshclient.Service(Later(["127.0.0.1:8001"], after=ticked), ready_timeout=5.0)
         task = asyncio.create_task(ticker())
         async with meshclient.AsyncClient(
             services={"users": service}, transport=httpx.MockTransport(ok)
@@ -71,7 +84,6 @@ def test_an_async_call_waits_for_the_first_endpoint_set_without_blocking_its_loo
         return text
 
     assert asyncio.run(main()) == "127.0.0.1:8001"
-    assert ticks >= 5  # the loop kept running while the call waited
 
 
 def test_a_service_that_never_resolves_names_itself_its_source_and_its_last_error() -> None:
