@@ -496,6 +496,26 @@ def test_probes_and_ejections_repeat_with_a_seeded_rng() -> None:
     assert run() == first
 
 
+def test_a_seeded_client_rng_makes_the_balancers_picks_repeatable() -> None:
+    """A balancer given no RNG of its own picks with the client's: one seed, the same picks."""
+
+    def run() -> list[str]:
+        picked: list[str] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            picked.append(request.url.netloc.decode())
+            return httpx.Response(200)
+
+        with httpx.Client(transport=mesh(handler, FakeClock(100.0), (A, B, C, D))) as http:
+            for _ in range(30):
+                call(http)
+        return picked
+
+    first = run()
+    assert set(first) == {A, B, C, D}
+    assert run() == first
+
+
 def test_the_success_rate_window_runs_on_the_clients_clock() -> None:
     """Outcomes older than ``success_rate_window`` on the client's clock are forgotten."""
     clock = FakeClock(0.0)

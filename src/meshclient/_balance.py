@@ -117,7 +117,7 @@ class Picker(abc.ABC):
 
 
 class Balancer(abc.ABC):
-    """Turns a discovery snapshot into a ``Picker``; holds the settings and the RNG."""
+    """Turns a discovery snapshot into a ``Picker``; holds the settings (and an RNG, if given)."""
 
     __slots__ = ("_rng", "decay", "default_rtt")
 
@@ -136,14 +136,19 @@ class Balancer(abc.ABC):
         name = type(self).__name__
         self.decay = _positive_seconds(name, "decay", decay)
         self.default_rtt = _positive_seconds(name, "default_rtt", default_rtt)
-        if rng is None:
-            rng = random.Random()
-        elif not isinstance(rng, random.Random):
+        if rng is not None and not isinstance(rng, random.Random):
             raise TypeError(f"{name}.rng must be a random.Random instance, got {rng!r}")
+        #: ``None``: picks draw from the client's RNG (``prepare``'s ``rng``).
         self._rng = rng
 
-    def prepare(self, endpoints: tuple[EndpointState, ...]) -> Picker:
-        """Seed starting estimates and build the picker for a new snapshot (not per request)."""
+    def prepare(
+        self, endpoints: tuple[EndpointState, ...], rng: random.Random | None = None
+    ) -> Picker:
+        """Seed starting estimates and build the picker for a new snapshot (not per request).
+
+        Picks draw from the balancer's own ``rng`` if it was given one, else from ``rng`` (the
+        client's), so one seeded RNG handed to the client makes its picks repeatable too.
+        """
         for ep in endpoints:
             if not (isinstance(ep.weight, int | float) and 0.0 < ep.weight < math.inf):
                 raise ValueError(
@@ -151,7 +156,11 @@ class Balancer(abc.ABC):
                     f" got {ep.weight!r}"
                 )
         self._seed_estimates(endpoints)
-        return self._new_picker(endpoints)
+        if self._rng is not None:
+            rng = self._rng
+        elif rng is None:
+            rng = random.Random()
+        return self._new_picker(endpoints, rng)
 
     def _seed_estimates(self, endpoints: tuple[EndpointState, ...]) -> None:
         """Give never-measured endpoints the median of their measured peers' estimates.
@@ -175,8 +184,8 @@ class Balancer(abc.ABC):
                     ep.rtt_stamp = as_of
 
     @abc.abstractmethod
-    def _new_picker(self, endpoints: tuple[EndpointState, ...]) -> Picker:
-        """Precompute whatever picking this snapshot needs."""
+    def _new_picker(self, endpoints: tuple[EndpointState, ...], rng: random.Random) -> Picker:
+        """Precompute whatever picking this snapshot needs; ``rng`` is what picks draw from."""
 
 
 def _positive_seconds(owner: str, field: str, value: object) -> float:
@@ -209,9 +218,9 @@ class RoundRobin(Balancer):
     def __repr__(self) -> str:
         return "RoundRobin()"
 
-    def _new_picker(self, endpoints: tuple[EndpointState, ...]) -> Picker:
+    def _new_picker(self, endpoints: tuple[EndpointState, ...], rng: random.Random) -> Picker:
         schedule = _weighted_round(endpoints)
-        start = self._rng.randrange(len(schedule)) if schedule else 0
+        start = rng.randrange(len(schedule)) if schedule else 0
         return _RoundRobinPicker(endpoints, schedule, start)
 
 
@@ -345,8 +354,8 @@ class LeastLoaded(Balancer):
     def __repr__(self) -> str:
         return "LeastLoaded()"
 
-    def _new_picker(self, endpoints: tuple[EndpointState, ...]) -> Picker:
-        return _LeastLoadedPicker(endpoints, self._rng)
+    def _new_picker(self, endpoints: tuple[EndpointState, ...], rng: random.Random) -> Picker:
+        return _LeastLoadedPicker(endpoints, rng)
 
 
 class _LeastLoadedPicker(_P2CPicker):
@@ -384,8 +393,8 @@ class PeakEwma(Balancer):
     def __repr__(self) -> str:
         return f"PeakEwma(decay={self.decay!r}, default_rtt={self.default_rtt!r})"
 
-    def _new_picker(self, endpoints: tuple[EndpointState, ...]) -> Picker:
-        return _PeakEwmaPicker(endpoints, self._rng, self.decay)
+    def _new_picker(self, endpoints: tuple[EndpointState, ...], rng: random.Random) -> Picker:
+        return _PeakEwmaPicker(endpoints, rng, self.decay)
 
 
 class _PeakEwmaPicker(_P2CPicker):

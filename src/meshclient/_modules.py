@@ -287,7 +287,7 @@ class _Balancing(AttemptModule):
         self.zone = service.service.zone
         self._lock = threading.Lock()
         self._version = -1
-        self._picker: Picker = balancer.prepare(())
+        self._picker: Picker = balancer.prepare((), service.rng)
         #: With a zone: the picker over the zone's endpoints while enough are available.
         self._local: Picker | None = None
 
@@ -310,7 +310,7 @@ class _Balancing(AttemptModule):
             if version == self._version:
                 return
             available = service.available
-            self._picker = self.balancer.prepare(available)
+            self._picker = self.balancer.prepare(available, service.rng)
             self._local = None
             zone = self.zone
             if zone is not None:
@@ -318,7 +318,7 @@ class _Balancing(AttemptModule):
                 listed = sum(1 for e in service.endpoints if e.zone == zone)
                 # Stay home while at least half of the zone's endpoints can take traffic.
                 if local and 2 * len(local) >= listed:
-                    self._local = self.balancer.prepare(local)
+                    self._local = self.balancer.prepare(local, service.rng)
             self._version = version
 
     def on_outcome(self, attempt: Attempt) -> None:
