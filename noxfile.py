@@ -171,7 +171,7 @@ def mutants(session: nox.Session) -> None:
     tests/mutants-equivalent.txt does not list to build/mutants/survivors.txt. Fails when a
     module kills under 90 % or a survivor is neither killed nor listed.
 
-    `nox -s mutants` starts afresh (about 50 min on 2 cores); `nox -s mutants -- NAME...`
+    `nox -s mutants` starts afresh (about 15 min on 2 cores); `nox -s mutants -- NAME...`
     re-tests only the named mutants (globs as in `mutmut run`), keeping the other results.
     """
     import os
