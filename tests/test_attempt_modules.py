@@ -496,8 +496,12 @@ def test_probes_and_ejections_repeat_with_a_seeded_rng() -> None:
     assert run() == first
 
 
-def test_a_seeded_client_rng_makes_the_balancers_picks_repeatable() -> None:
-    """A balancer given no RNG of its own picks with the client's: one seed, the same picks."""
+@pytest.mark.parametrize("zone", [None, "a"])
+def test_a_seeded_client_rng_makes_the_balancers_picks_repeatable(zone: str | None) -> None:
+    """A balancer given no RNG of its own picks with the client's: one seed, the same picks,
+    within a zone too (its own picker)."""
+    home = [meshclient.Endpoint("127.0.0.1", 8001 + i, zone="a") for i in range(4)]
+    endpoints = home if zone is None else [*home, *ZONE_B]
 
     def run() -> list[str]:
         picked: list[str] = []
@@ -506,13 +510,14 @@ def test_a_seeded_client_rng_makes_the_balancers_picks_repeatable() -> None:
             picked.append(request.url.netloc.decode())
             return httpx.Response(200)
 
-        with httpx.Client(transport=mesh(handler, FakeClock(100.0), (A, B, C, D))) as http:
+        transport = mesh(handler, FakeClock(100.0), endpoints, zone=zone)
+        with httpx.Client(transport=transport) as http:
             for _ in range(30):
                 call(http)
         return picked
 
     first = run()
-    assert set(first) == {A, B, C, D}
+    assert set(first) == {e.address for e in home}
     assert run() == first
 
 

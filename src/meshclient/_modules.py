@@ -287,7 +287,7 @@ class _Balancing(AttemptModule):
         self.zone = service.service.zone
         self._lock = threading.Lock()
         self._version = -1
-        self._picker: Picker = balancer.prepare((), service.rng)
+        self._picker: Picker = balancer.prepare(())
         #: With a zone: the picker over the zone's endpoints while enough are available.
         self._local: Picker | None = None
 
