@@ -19,11 +19,13 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import meshclient
+from meshclient.stack import Call, CallModule
 
 __all__ = [
     "FAST_RETRY",
     "RETRY3",
     "WAIT_LIMIT",
+    "CallEnds",
     "ConstantRandom",
     "assert_budget_left",
     "eventually",
@@ -42,6 +44,18 @@ WAIT_LIMIT = 10.0
 FAST_RETRY = meshclient.Retry(attempts=3, backoff=0.001, max_backoff=0.002)
 #: ``FAST_RETRY`` as a policy.
 RETRY3 = meshclient.Policy(retry=FAST_RETRY)
+
+
+class CallEnds(CallModule):
+    """Keeps every call it saw end, to read the fields the engine promises modules."""
+
+    role = "call_ends"
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+
+    def on_call_end(self, call: Call) -> None:
+        self.calls.append(call)
 
 
 def assert_budget_left(left: float | None, budget: float, spent: float) -> None:

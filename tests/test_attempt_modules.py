@@ -802,6 +802,18 @@ def refused(request: httpx.Request) -> httpx.Response:
     raise httpx.ConnectError("refused", request=request)
 
 
+def recover_error(clock: FakeClock, **options: Any) -> TypeError:
+    """What a sync client raises when a recover phase answers a refused call wrongly; it is
+    always chained to the call's own error."""
+    with (
+        httpx.Client(transport=mesh(refused, clock, **options)) as http,
+        pytest.raises(TypeError) as info,
+    ):
+        http.get("http://users/")
+    assert isinstance(info.value.__cause__, httpx.ConnectError)
+    return info.value
+
+
 def test_a_coroutine_fallback_in_a_sync_client_is_a_clear_type_error(clock: FakeClock) -> None:
     """Named, chained to the call's error, and the coroutine is closed, never left pending."""
     made: list[Any] = []
@@ -814,16 +826,11 @@ def test_a_coroutine_fallback_in_a_sync_client_is_a_clear_type_error(clock: Fake
         return made[-1]
 
     policy = meshclient.Policy(retry=None, fallback=fallback)
-    with (
-        httpx.Client(transport=mesh(refused, clock, policy=policy)) as http,
-        pytest.raises(TypeError) as info,
-    ):
-        http.get("http://users/")
-    assert str(info.value) == (
+    error = recover_error(clock, policy=policy)
+    assert str(error) == (
         f"Policy.fallback {fallback!r} returned an awaitable: a coroutine function fallback "
         "needs meshclient.AsyncClient"
     )
-    assert isinstance(info.value.__cause__, httpx.ConnectError)
     assert inspect.getcoroutinestate(made[0]) == inspect.CORO_CLOSED
 
 
@@ -847,24 +854,14 @@ def test_a_recover_phase_that_returns_neither_a_response_nor_none_is_named(
         return "stale"
 
     policy = meshclient.Policy(retry=None, fallback=fallback)
-    with (
-        httpx.Client(transport=mesh(refused, clock, policy=policy)) as http,
-        pytest.raises(TypeError) as info,
-    ):
-        http.get("http://users/")
-    assert str(info.value) == (
+    error = recover_error(clock, policy=policy)
+    assert str(error) == (
         f"Policy.fallback {fallback!r} must return an httpx.Response or None, got 'stale'"
     )
-    assert isinstance(info.value.__cause__, httpx.ConnectError)
 
     stack = meshclient.DEFAULT_STACK.insert_before("fallback", Stale(42))
-    with (
-        httpx.Client(transport=mesh(refused, clock, stack=stack)) as http,
-        pytest.raises(TypeError) as info,
-    ):
-        http.get("http://users/")
-    assert str(info.value) == "Stale(42).recover must return an httpx.Response or None, got 42"
-    assert isinstance(info.value.__cause__, httpx.ConnectError)
+    error = recover_error(clock, stack=stack)
+    assert str(error) == "Stale(42).recover must return an httpx.Response or None, got 42"
 
     # A recover phase set as a plain function on the module is named as it is.
     def stale(call: Call, error: Exception) -> Any:

@@ -19,6 +19,8 @@ import meshclient
 from meshclient.stack import Attempt, AttemptModule, Call, CallModule
 from meshclient.testing import FakeClock
 
+from helpers import CallEnds
+
 ENDPOINTS = ("127.0.0.1:8001", "127.0.0.1:8002")
 FAST_RETRY = meshclient.Retry(attempts=3, backoff=0.01, max_backoff=0.02)
 
@@ -176,24 +178,29 @@ def test_a_refusing_module_ends_only_the_modules_above_it(clock) -> None:
     assert log == ["c1.on_call", "c1.on_call_end:error"]
 
 
+class Queued(CallModule):
+    """Queues every call: its ``Wait`` runs ``wait(timeout)`` (a sync client's only)."""
+
+    role = "queued"
+
+    def __init__(self, wait: Callable[[float | None], None]) -> None:
+        self.wait = wait
+
+    def on_call(self, call: Call) -> Queued:
+        return self
+
+    async def wait_async(self, timeout: float | None) -> None:
+        raise AssertionError("a sync client waits synchronously")
+
+
 def test_a_wait_is_waited_with_the_time_the_deadline_leaves(clock) -> None:
     waited: list[float | None] = []
 
-    class Queue:
-        def wait(self, timeout: float | None) -> None:
-            waited.append(timeout)
-            clock.advance(0.25)
+    def wait(timeout: float | None) -> None:
+        waited.append(timeout)
+        clock.advance(0.25)
 
-        async def wait_async(self, timeout: float | None) -> None:
-            raise AssertionError("a sync client waits synchronously")
-
-    class Queued(CallModule):
-        role = "queued"
-
-        def on_call(self, call: Call) -> Queue:
-            return Queue()
-
-    stack = meshclient.DEFAULT_STACK.insert_after("bulkhead", Queued())
+    stack = meshclient.DEFAULT_STACK.insert_after("bulkhead", Queued(wait))
     policy = meshclient.Policy(timeout=2.0)
     with client(ok, clock, stack=stack, policy=policy) as http:
         assert http.get("http://users/").status_code == 200
@@ -463,18 +470,6 @@ def test_retry_wait_must_be_a_strategy() -> None:
 # -- what callers and modules are told -------------------------------------------------------
 
 
-class CallEnds(CallModule):
-    """Keeps every call it saw end, to read the fields the engine promises modules."""
-
-    role = "call_ends"
-
-    def __init__(self) -> None:
-        self.calls: list[Call] = []
-
-    def on_call_end(self, call: Call) -> None:
-        self.calls.append(call)
-
-
 class Outcomes(AttemptModule):
     """What each attempt looked like to ``on_outcome`` and ``on_attempt_end``."""
 
@@ -693,22 +688,12 @@ def test_a_caller_interrupted_while_queued_ends_the_call_as_cancelled(clock) -> 
     """``KeyboardInterrupt`` in a module's ``Wait`` (a queue): the caller gets it back, and
     the modules that let the call in end it as cancelled, not as rejected or failed."""
 
-    class Queue:
-        def wait(self, timeout: float | None) -> None:
-            raise KeyboardInterrupt
-
-        async def wait_async(self, timeout: float | None) -> None:
-            raise AssertionError("a sync client waits synchronously")
-
-    class Queued(CallModule):
-        role = "queued"
-
-        def on_call(self, call: Call) -> Queue:
-            return Queue()
+    def wait(timeout: float | None) -> None:
+        raise KeyboardInterrupt
 
     ends = CallEnds()
     stack = meshclient.DEFAULT_STACK.insert_before("fallback", ends).insert_after(
-        "bulkhead", Queued()
+        "bulkhead", Queued(wait)
     )
     with client(ok, clock, stack=stack) as http, pytest.raises(KeyboardInterrupt):
         http.get("http://users/")

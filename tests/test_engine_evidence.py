@@ -27,8 +27,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import meshclient
-from meshclient.stack import Attempt, AttemptModule, Call, CallModule
+from meshclient.stack import Attempt, AttemptModule
 from meshclient.testing import FakeClock
+
+from helpers import CallEnds
 
 ENDPOINTS = ["127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"]
 ATTEMPT_BOUND = 1.0
@@ -113,24 +115,12 @@ class Seen(AttemptModule):
         self.outcomes.append((attempt.status, name, cause, attempt.timed_out, attempt.ended_at))
 
 
-class Ends(CallModule):
-    """Keeps every call it saw end."""
-
-    role = "ends"
-
-    def __init__(self) -> None:
-        self.calls: list[Call] = []
-
-    def on_call_end(self, call: Call) -> None:
-        self.calls.append(call)
-
-
 def mesh(
     handler: Callable[[httpx.Request], httpx.Response],
     clock: FakeClock,
     policy: meshclient.Policy,
     seen: Seen,
-    ends: Ends,
+    ends: CallEnds,
 ) -> meshclient.MeshTransport:
     outlier = meshclient.OutlierDetection(
         consecutive_failures=None, success_rate=None, latency_factor=None
@@ -179,7 +169,7 @@ def test_a_cut_off_by_an_inherited_deadline_is_no_evidence(deadline, failures) -
         clock.advance(5.0)
         raise httpx.ReadTimeout("cut off", request=request)
 
-    seen, ends = Seen(), Ends()
+    seen, ends = Seen(), CallEnds()
     with limited(deadline) as policy:
         transport = mesh(handler, clock, policy, seen, ends)
         with (
@@ -238,7 +228,7 @@ def test_a_streamed_body_that_breaks_fails_its_attempt(deadline, ending) -> None
         served.append(request.url.netloc.decode())
         return httpx.Response(200, stream=Body(fail))
 
-    seen, ends = Seen(), Ends()
+    seen, ends = Seen(), CallEnds()
     expected: type[Exception] = (
         httpx.ReadError if ending == "error" else meshclient.DeadlineExceeded
     )
