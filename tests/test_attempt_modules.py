@@ -521,6 +521,40 @@ def test_a_seeded_client_rng_makes_the_balancers_picks_repeatable(zone: str | No
     assert run() == first
 
 
+def test_clients_sharing_a_service_each_pick_with_their_own_rng() -> None:
+    """One ``Service`` (one balancer) given to two clients: each client's picks follow its
+    own seeded RNG, interleaved with the other's calls as they come."""
+    service = meshclient.Service([A, B, C, D])
+
+    def transport(picked: list[str], rng: random.Random) -> meshclient.MeshTransport:
+        def handler(request: httpx.Request) -> httpx.Response:
+            picked.append(request.url.netloc.decode())
+            return httpx.Response(200)
+
+        return meshclient.MeshTransport(
+            {"users": service},
+            policy=NO_RETRY,
+            transport=httpx.MockTransport(handler),
+            clock=FakeClock(100.0),
+            rng=rng,
+        )
+
+    alone: list[str] = []
+    with httpx.Client(transport=transport(alone, random.Random(7))) as http:
+        for _ in range(20):
+            call(http)
+    first: list[str] = []
+    second: list[str] = []
+    with (
+        httpx.Client(transport=transport(first, random.Random(7))) as one,
+        httpx.Client(transport=transport(second, random.Random(7))) as two,
+    ):
+        for _ in range(20):
+            call(one)
+            call(two)
+    assert first == second == alone
+
+
 def test_the_success_rate_window_runs_on_the_clients_clock() -> None:
     """Outcomes older than ``success_rate_window`` on the client's clock are forgotten."""
     clock = FakeClock(0.0)
