@@ -6,8 +6,9 @@ SDK); and the same with endpoint health off (``Service(outlier=None)``), for the
 health tracking. (The OpenTelemetry SDK and the hand-composed peer are ``telemetry_cost``.)
 
 Method, shared with ``telemetry_cost`` and ``stack_cost``: after a warm-up of every variant,
-the variants run interleaved, one short block of sequential calls each per round, in an order
-rotated every round, so drift (CPU frequency, noisy neighbours) hits them alike. The table
+the variants run interleaved, one short block of sequential calls each per round, so drift
+(CPU frequency, noisy neighbours) hits them alike, in orders balanced so that each variant
+follows every other equally often (``balanced_orders``). The table
 gives each variant's median block; a ratio or difference between two variants is the median
 over rounds of the per-round ratio or difference of their blocks (the blocks of one round run
 within milliseconds, so a slow phase of the machine cancels out instead of landing on one
@@ -77,22 +78,46 @@ def block(variant: Variant, calls: int) -> Block:
     return Block(cpu / calls * 1e6, thread / calls * 1e6, wall / calls * 1e6, bad)
 
 
+def balanced_orders(n: int) -> list[list[int]]:
+    """A Williams design over ``n`` variants: ``n`` orders (``2n`` when ``n`` is odd) in which
+    every variant comes first equally often and follows every other variant equally often.
+
+    A block inherits caches, branch history and heap from the block before it, and a variant
+    that shares code with its predecessor (two clients over the same SDK) runs warmer than one
+    that follows a stranger. A rotation keeps most neighbours the same in every round, so that
+    carry-over lands on some variants and not others; this design spreads it over all alike.
+    """
+    first = [0]
+    low, high = 1, n - 1
+    for position in range(1, n):
+        if position % 2:
+            first.append(low)
+            low += 1
+        else:
+            first.append(high)
+            high -= 1
+    orders = [[(i + shift) % n for i in first] for shift in range(n)]
+    if n % 2:
+        orders += [order[::-1] for order in orders]
+    return orders
+
+
 def interleave(
     variants: dict[str, Variant], *, rounds: int, calls: int, warmup: int
 ) -> dict[str, list[Block]]:
-    """Warm every variant up, then ``rounds`` rounds of one block each, order rotated."""
+    """Warm every variant up, then ``rounds`` rounds of one block each, in balanced orders."""
     for variant in variants.values():
         block(variant, warmup)
     samples: dict[str, list[Block]] = {name: [] for name in variants}
     names = list(variants)
+    orders = balanced_orders(len(names))
     for r in range(rounds):
         if r % COLLECT_EVERY == 0:
             # A clean heap now and then; garbage a block makes is collected (and paid for)
             # within the blocks, as it is in an application.
             gc.collect()
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            samples[name].append(block(variants[name], calls))
+        for i in orders[r % len(orders)]:
+            samples[names[i]].append(block(variants[names[i]], calls))
     return samples
 
 

@@ -1,6 +1,6 @@
 """Scenario: what telemetry costs per sync call, side by side in one run.
 
-Four clients against one backend process, sequential GETs on one keep-alive connection:
+Five clients against one backend process, sequential GETs on one keep-alive connection:
 
 - raw ``httpx.Client``: the reference;
 - meshclient with no OpenTelemetry SDK (the API's no-op providers): target ≤ 1.10x raw;
@@ -12,11 +12,14 @@ Four clients against one backend process, sequential GETs on one keep-alive conn
   manual SDK span per call on the same kind of tracer provider;
 - the floor: raw httpx plus, hand-written, only the SDK calls the telemetry contract requires of
   a one-attempt call (an INTERNAL and a CLIENT span with their attributes, trace-context
-  injection, two histogram records). No client can emit that telemetry for less; the gap
-  between it and meshclient+SDK is meshclient's own telemetry glue.
+  injection, two histogram records). No client can emit that telemetry for less.
 
-Target: meshclient-with-SDK costs at most 15 µs of CPU per call above the floor, i.e. its own
-work beyond the SDK calls the contract requires is small. The peer is shown for comparison:
+Target: meshclient's telemetry costs at most 15 µs of CPU per call above the floor's SDK
+calls: what turning the SDK on adds to meshclient, minus what those SDK calls add to raw httpx,
+``(mesh+SDK - mesh) - (floor - raw)``, paired within each round. The rest of the gap between
+meshclient+SDK and the floor is meshclient's stack (balancer, retries, budget, health,
+deadline header), which the SDK does not change and whose target is the no-SDK ratio (here and
+in ``sync_overhead``); that whole gap is reported beside it. The peer is shown for comparison:
 it emits less (one span, no metrics), so the SDK calls alone make the floor dearer than it.
 
 CPU is measured two ways. ``time.process_time()`` is the whole client process, which includes
@@ -52,12 +55,13 @@ from opentelemetry.trace import SpanKind, set_span_in_context
 import meshclient
 
 from .procs import HOST, backends
-from .report import Check, ScenarioResult
+from .report import Check, ScenarioResult, median
 from .sync_overhead import CPU_COLUMNS, Variant, difference, interleave, paired, rows, sizes
 
 NAME = "telemetry_cost"
 TARGET_RATIO = 1.10
-#: meshclient+SDK's own CPU per call above the SDK floor, at most (µs).
+#: What the SDK adds to meshclient's CPU per call beyond what it adds to raw httpx as the
+#: floor's hand-written calls, at most (µs).
 TARGET_OVER_FLOOR_US = 15.0
 PATH = "/x"
 #: Metric export interval: long, so collection never lands in a measured block.
@@ -253,16 +257,18 @@ def run(*, quick: bool) -> ScenarioResult:
             PEER: Variant(peer.get, flush=peer_tp.force_flush),
             FLOOR: Variant(floor.get, flush=floor_tp.force_flush),
         }
-        # Two passes: the variants without an SDK apart from those with one, so the SDK's
-        # flushes and export thread never land in a block they do not belong to.
+        # Two passes. The no-SDK ratio comes from a pass without the SDK, whose export thread
+        # and long-lived span garbage would otherwise slow every block, raw httpx's included.
         plain = interleave(
             {name: variants[name] for name in (RAW, MESH)},
             rounds=rounds,
             calls=calls,
             warmup=warmup,
         )
+        # meshclient without the SDK runs in this pass too (its row comes from the first), so
+        # the glue is paired within each round: (mesh+SDK - mesh) - (floor - raw).
         with_sdk = interleave(
-            {name: variants[name] for name in (RAW, MESH_SDK, PEER, FLOOR)},
+            {name: variants[name] for name in (RAW, MESH, MESH_SDK, PEER, FLOOR)},
             rounds=rounds,
             calls=calls,
             warmup=warmup,
@@ -270,7 +276,10 @@ def run(*, quick: bool) -> ScenarioResult:
         served = backend.count()
 
     total_calls = warmup + rounds * calls
-    result.rows = [*rows(plain, RAW)[1:], *rows(with_sdk, RAW)]
+    result.rows = [
+        *(row for row in rows(plain, RAW) if row["variant"] == MESH),
+        *(row for row in rows(with_sdk, RAW) if row["variant"] != MESH),
+    ]
     result.rows.sort(key=lambda row: list(variants).index(row["variant"]))
     by_name = {row["variant"]: row for row in result.rows}
     by_name[MESH_SDK]["spans_per_call"] = mesh_spans.spans / total_calls
@@ -290,21 +299,30 @@ def run(*, quick: bool) -> ScenarioResult:
             "x",
         )
     )
-    telemetry_only = by_name[MESH_SDK]["overhead_us"] - by_name[MESH]["overhead_us"]
-    result.extra["sdk_minus_no_sdk_us"] = telemetry_only
     floor_cost = by_name[FLOOR]["overhead_us"]
-    glue = paired(with_sdk, MESH_SDK, FLOOR, difference)
+    telemetry_only = paired(with_sdk, MESH_SDK, MESH, difference)
+    over_floor = paired(with_sdk, MESH_SDK, FLOOR, difference)
+    glue = median(
+        [
+            (sdk.cpu_us - bare.cpu_us) - (hand.cpu_us - reference.cpu_us)
+            for sdk, bare, hand, reference in zip(
+                with_sdk[MESH_SDK], with_sdk[MESH], with_sdk[FLOOR], with_sdk[RAW], strict=True
+            )
+        ]
+    )
     result.checks.append(
         Check(
-            "meshclient+SDK over the SDK floor (process CPU)",
+            "meshclient's telemetry above the SDK floor (process CPU)",
             glue,
             "<=",
             TARGET_OVER_FLOOR_US,
             " µs",
         )
     )
+    result.extra["sdk_minus_no_sdk_us"] = telemetry_only
     result.extra["floor_overhead_us"] = floor_cost
-    result.extra["mesh_sdk_minus_floor_us"] = glue
+    result.extra["mesh_sdk_minus_floor_us"] = over_floor
+    result.extra["telemetry_over_floor_us"] = glue
     result.notes.append(
         "the target compares process CPU (time.process_time: every thread of the client "
         "process, the BatchSpanProcessor's export thread included); thread_cpu_us_per_call "
@@ -314,14 +332,15 @@ def run(*, quick: bool) -> ScenarioResult:
         f"overhead over raw, process CPU: meshclient+SDK {sdk_cost:+.1f} µs, peer "
         f"{peer_cost:+.1f} µs; calling thread only: meshclient+SDK "
         f"{by_name[MESH_SDK]['thread_overhead_us']:+.1f} µs, peer "
-        f"{by_name[PEER]['thread_overhead_us']:+.1f} µs; the SDK itself costs meshclient "
-        f"{telemetry_only:+.1f} µs per call over the no-SDK stack"
+        f"{by_name[PEER]['thread_overhead_us']:+.1f} µs"
     )
     result.notes.append(
         f"the contract's SDK calls alone (2 spans, injection, 2 histogram records) cost "
-        f"{floor_cost:+.1f} µs over raw, the peer's whole stack {peer_cost:+.1f} µs; meshclient "
-        f"+ SDK costs {glue:+.1f} µs over that floor (its balancer, retries, budget, health "
-        f"and telemetry glue)"
+        f"{floor_cost:+.1f} µs over raw httpx, the peer's whole stack {peer_cost:+.1f} µs; "
+        f"turning the SDK on costs meshclient {telemetry_only:+.1f} µs, so its telemetry costs "
+        f"{glue:+.1f} µs above the floor's SDK calls; meshclient + SDK is {over_floor:+.1f} µs "
+        f"above the floor in all (its telemetry plus its balancer, retries, budget, health "
+        f"and deadline, whose own target is sync_overhead's)"
     )
     result.notes.append(
         f"peer ratio {by_name[PEER]['ratio_vs_raw']:.2f}x (issue: ~+120 µs CPU here); "
