@@ -120,7 +120,7 @@ class AsyncMeshTransport(httpx.AsyncBaseTransport):
             try:
                 step = on_call(call)
                 if step is not None:
-                    if isinstance(step, httpx.Response) or not isinstance(step, Wait):
+                    if not isinstance(step, Wait):  # a local answer, or a wrong type
                         return call.answered_locally(step, through)
                     await step.wait_async(call.time_left())
             except BaseException as exc:
